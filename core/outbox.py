@@ -1,0 +1,85 @@
+"""The outbox: a lower layer records that something happened, in the same transaction as the
+change, and higher layers (the CRM webhooks today) consume the rows later.
+
+Because the event row commits or rolls back with the change itself, an event is never lost
+after a commit and never sent for a change that did not happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from core.db import Base
+from core.ids import new_id
+
+
+class EventType(StrEnum):
+    """The published catalogue of event types. The names are a contract with the CRM: add new
+    ones freely, never rename one. Payloads are documented in `webhooks/outbound/catalog.py`."""
+
+    SUBSCRIPTION_ACTIVATED = "subscription.activated"
+    SUBSCRIPTION_PAST_DUE = "subscription.past_due"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    SUBSCRIPTION_NEEDS_PAYMENT_METHOD = "subscription.needs_payment_method"
+    SUBSCRIPTION_PAUSED = "subscription.paused"
+    CHARGE_UPCOMING = "charge.upcoming"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REFUNDED = "payment.refunded"
+    CARD_EXPIRING = "card.expiring"
+    MEMBER_ARREARS_CHANGED = "member.arrears_changed"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    # The stable event id: the CRM sees it as `webhook-id` on every delivery and retry.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # Commit order is not id order; replay walks this instead (ties are impossible).
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # When a consumer fanned the event out; NULL rows are the consumer's work queue.
+    relayed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_events_organization_sequence", "organization_id", "sequence"),
+        Index("ix_events_unrelayed", "sequence", postgresql_where=text("relayed_at IS NULL")),
+    )
+
+
+def emit(
+    session: Session,
+    *,
+    type: EventType,
+    organization_id: uuid.UUID,
+    occurred_at: datetime,
+    recorded_at: datetime | None = None,
+    payload: dict[str, Any],
+) -> uuid.UUID:
+    """Record an event inside the caller's transaction; it commits or rolls back with it.
+    Payloads are thin (ids, amounts, statuses, reasons): never names, emails or phones."""
+    if occurred_at.tzinfo is None:
+        raise ValueError("occurred_at must be an aware datetime")
+    event = Event(
+        id=new_id(),
+        type=str(type),
+        organization_id=organization_id,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at or occurred_at,
+        payload=payload,
+        relayed_at=None,
+    )
+    session.add(event)
+    return event.id

@@ -1,0 +1,113 @@
+"""Settings from `VZNOS_*` environment variables (and the conventional `DATABASE_URL`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.networks import YOOKASSA_NOTIFICATION_NETWORKS, Network, parse_networks
+
+YOOKASSA_API_URL = "https://api.yookassa.ru/v3"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain `postgresql://` / `postgres://` URLs and use the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError("database URL must be a PostgreSQL URL (postgresql://…)")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VZNOS_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VZNOS_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL URL; when unset, an embedded PostgreSQL is started (pgserver).",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="amqp://… (RabbitMQ) or redis://…; when unset, an in-process broker is used.",
+    )
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: SecretStr | None = None
+    yookassa_api_url: str = YOOKASSA_API_URL
+
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL at which members and YooKassa reach this service.",
+    )
+    data_dir: Path = Path("var")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    emulator_port: int | None = None
+    worker_threads: int = 4
+
+    gateway_connect_timeout_seconds: float = 5.0
+    gateway_read_timeout_seconds: float = 30.0
+    scheduler_interval_seconds: float = 30.0
+    billing_batch_size: int = 500
+    # The resolver replays a create with the same key only while YooKassa still honours it.
+    gateway_key_replay_limit_hours: float = 23.0
+    accrual_rule: Literal["member_on_first_day", "member_any_day"] = Field(
+        default="member_on_first_day",
+        description="Which months a joining or leaving member owes: those they were a member "
+        "on the first day of (default), or on any day of.",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let CRM webhook URLs point at loopback and private networks: local "
+        "development and tests only (logged loudly when on).",
+    )
+    webhook_secret_overlap_hours: float = 24.0
+    webhook_disable_after_days: float = 5.0
+    webhook_connect_timeout_seconds: float = 5.0
+    webhook_read_timeout_seconds: float = 15.0
+    faults: str = Field(default="", description="Comma-separated fault points (tests only).")
+
+    # Inbound notifications. NoDecode: the environment gives comma-separated CIDRs, not JSON.
+    yookassa_notification_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
+        default=parse_networks(YOOKASSA_NOTIFICATION_NETWORKS),
+        description="Comma-separated CIDRs YooKassa notifications may come from "
+        "(default: the list in YooKassa's SDK).",
+    )
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed "
+        "(default: none; the socket's peer is the sender).",
+    )
+    yookassa_notifications_from_anywhere: bool = Field(
+        default=False,
+        description="Skip the sender check for notifications (local development only).",
+    )
+    webhook_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize(cls, value: str | None) -> str | None:
+        return normalize_database_url(value) if value else None
+
+    @field_validator("yookassa_notification_networks", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str | list | tuple):
+            return parse_networks(value)
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
+            raise ValueError("broker URL must start with amqp://, amqps://, redis:// or rediss://")
+        return value or None
+
+    @property
+    def uses_emulator(self) -> bool:
+        return not (self.yookassa_shop_id and self.yookassa_secret_key)

@@ -1,0 +1,196 @@
+"""API shapes for dues plans and a member's plan."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from core.money import MoneyIn, MoneyOut
+from core.text import storable, storable_optional
+
+Percent = Annotated[
+    str,
+    StringConstraints(pattern=r"^(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)$"),
+    Field(description='A percentage with at most two decimals, e.g. "1.00"', examples=["1.00"]),
+]
+PeriodText = Annotated[
+    str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), Field(examples=["2027-01"])
+]
+
+
+def percent_to_bp(value: str) -> int:
+    whole, _, fraction = value.partition(".")
+    return int(whole) * 100 + int(fraction.ljust(2, "0") or "0")
+
+
+def bp_to_percent(bp: int) -> str:
+    return f"{bp // 100}.{bp % 100:02d}"
+
+
+class DuesPlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    organization_code: Annotated[str, Field(description="The organisation defining the plan")]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+        AfterValidator(storable),
+    ]
+    kind: Literal["fixed", "percent_of_wage", "exempt"]
+    amount: Annotated[MoneyIn | None, Field(description="For fixed plans")] = None
+    percent: Annotated[Percent | None, Field(description="For percent_of_wage plans")] = None
+    minimum: MoneyIn | None = None
+    maximum: MoneyIn | None = None
+    category: Annotated[
+        str | None,
+        StringConstraints(max_length=64),
+        AfterValidator(storable_optional),
+        Field(description="e.g. pensioner, student, parental_leave, unemployed"),
+    ] = None
+
+    @model_validator(mode="after")
+    def _fields_fit_the_kind(self) -> DuesPlanIn:
+        if self.kind == "fixed" and (self.amount is None or self.percent is not None):
+            raise ValueError("a fixed plan needs amount and no percent")
+        if self.kind == "percent_of_wage" and (self.percent is None or self.amount is not None):
+            raise ValueError("a percent_of_wage plan needs percent and no amount")
+        if (
+            self.kind == "percent_of_wage"
+            and self.percent is not None
+            and percent_to_bp(self.percent) == 0
+        ):
+            raise ValueError("percent must be above 0")
+        if self.kind == "exempt" and (self.amount or self.percent or self.minimum or self.maximum):
+            raise ValueError("an exempt plan takes no amounts")
+        if self.kind != "percent_of_wage" and (self.minimum or self.maximum):
+            raise ValueError("minimum and maximum apply to percent_of_wage plans only")
+        if self.minimum and self.maximum and self.minimum.kopecks > self.maximum.kopecks:
+            raise ValueError("minimum is above maximum")
+        return self
+
+
+class DuesPlanOut(BaseModel):
+    code: str
+    organization_code: str
+    name: str
+    kind: str
+    amount: MoneyOut | None
+    percent: str | None
+    minimum: MoneyOut | None
+    maximum: MoneyOut | None
+    category: str | None
+
+
+class MemberPlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_code: str
+    effective_from: Annotated[PeriodText, Field(description="The first month it applies to")]
+    declared_wage: Annotated[
+        MoneyIn | None, Field(description="Monthly wage, for percent_of_wage plans")
+    ] = None
+
+
+class MemberPlanOut(BaseModel):
+    plan_code: str
+    effective_from: str
+    declared_wage: MoneyOut | None
+
+
+RecordedBy = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(storable),
+    Field(description="The treasurer (a person's name) recording it"),
+]
+Reference = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_.:/#-]{1,100}$"),
+    Field(
+        description="Your unique reference (e.g. the bank document number); a retry with the "
+        "same reference records nothing twice"
+    ),
+]
+
+
+class ManualPaymentIn(BaseModel):
+    """Money a treasurer saw arrive outside the card channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["payroll", "bank_transfer", "cash"]
+    amount: MoneyIn
+    occurred_on: Annotated[date, Field(description="Value date: when the money arrived")]
+    reference: Reference
+    recorded_by: RecordedBy
+    description: Annotated[
+        str | None, StringConstraints(max_length=300), AfterValidator(storable_optional)
+    ] = None
+
+
+class ReversalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+        AfterValidator(storable),
+    ]
+    recorded_by: RecordedBy
+
+
+class PeriodCloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    closed_by: RecordedBy
+
+
+class ShareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    organization_code: str
+    percent: Percent
+
+
+class SharesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_from: PeriodText
+    shares: Annotated[list[ShareIn], Field(min_length=1, max_length=20)]
+
+
+class TransferIn(BaseModel):
+    """Money an organisation sent up to a higher level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_organization_code: str
+    amount: MoneyIn
+    occurred_on: date
+    reference: Reference
+    recorded_by: RecordedBy
+
+
+class EntryOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    occurred_at: datetime
+    booked_period: str
+    description: str
+    reverses_entry_id: uuid.UUID | None
+    replayed: Annotated[bool, Field(description="True when this reference was recorded before")]
+
+
+class AccrualOut(BaseModel):
+    period: str
+    accrued: int

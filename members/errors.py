@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from core.errors import Conflict, InvalidInput, NotFound
+
+
+class OrganizationNotFound(NotFound):
+    type_slug = "organization-not-found"
+    title = "Organization not found"
+
+
+class MemberNotFound(NotFound):
+    type_slug = "member-not-found"
+    title = "Member not found"
+
+
+class OrganizationExists(Conflict):
+    type_slug = "organization-exists"
+    title = "Organization already exists"
+
+
+class InvalidTimezone(InvalidInput):
+    type_slug = "invalid-timezone"
+    title = "Unknown time zone"

@@ -1,0 +1,118 @@
+"""Organisations (the union tree), members and the API keys of the systems acting for them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"), index=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (CheckConstraint("code ~ '^[A-Za-z0-9_.-]+$'", name="code_format"),)
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # The CRM's own membership record id; the API addresses members by it.
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    full_name: Mapped[str] = mapped_column(String(300))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    # Membership dates (inclusive); unknown dates mean "a member all along".
+    joined_on: Mapped[date | None]
+    left_on: Mapped[date | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    # Keys are random and high-entropy, so a plain SHA-256 is the right hash (not a password KDF).
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_api_keys_organization_id", "organization_id"),)
+
+
+class DuesPlan(Base):
+    """How much a member owes a month. Plans are data: a fixed amount, a percentage of the
+    member's declared monthly wage (with an optional floor and ceiling), or exempt."""
+
+    __tablename__ = "dues_plans"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # The organisation that defines the plan; its whole subtree may use it.
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))
+    amount_kopecks: Mapped[int | None] = mapped_column(BigInteger)
+    rate_bp: Mapped[int | None] = mapped_column(Integer)  # 100 = 1 %
+    minimum_kopecks: Mapped[int | None] = mapped_column(BigInteger)
+    maximum_kopecks: Mapped[int | None] = mapped_column(BigInteger)
+    category: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('fixed', 'percent_of_wage', 'exempt')", name="kind_known"),
+        CheckConstraint(
+            "(kind = 'fixed' AND amount_kopecks > 0 AND rate_bp IS NULL)"
+            " OR (kind = 'percent_of_wage' AND rate_bp > 0 AND amount_kopecks IS NULL)"
+            " OR (kind = 'exempt' AND amount_kopecks IS NULL AND rate_bp IS NULL)",
+            name="kind_fields",
+        ),
+    )
+
+
+class MemberDuesPlan(Base):
+    """From a month on, a member pays by a plan (and, for a percentage, on a declared wage)."""
+
+    __tablename__ = "member_dues_plans"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dues_plans.id"))
+    effective_from: Mapped[date]
+    declared_wage_kopecks: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("member_id", "effective_from"),
+        CheckConstraint("extract(day FROM effective_from) = 1", name="effective_from_is_month"),
+        CheckConstraint(
+            "declared_wage_kopecks IS NULL OR declared_wage_kopecks > 0", name="wage_positive"
+        ),
+    )

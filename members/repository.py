@@ -1,0 +1,42 @@
+"""SQL for organisations, members and API keys. Never commits."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import literal, select
+from sqlalchemy.orm import Session
+
+from members.models import ApiKey, Member, Organization
+
+
+def subtree_ids(session: Session, root_id: uuid.UUID) -> set[uuid.UUID]:
+    """The organisation and every organisation below it."""
+    tree = (
+        select(Organization.id.label("id"))
+        .where(Organization.id == root_id)
+        .cte("tree", recursive=True)
+    )
+    tree = tree.union_all(select(Organization.id).join(tree, Organization.parent_id == tree.c.id))
+    return set(session.scalars(select(tree.c.id)))
+
+
+def organization_by_code(session: Session, code: str) -> Organization | None:
+    return session.scalar(select(Organization).where(Organization.code == code))
+
+
+def member_by_external_id(
+    session: Session, external_id: str, *, for_update: bool = False
+) -> Member | None:
+    query = select(Member).where(Member.external_id == external_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def api_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+
+
+def any_organization(session: Session) -> bool:
+    return session.scalar(select(literal(True)).select_from(Organization).limit(1)) is not None

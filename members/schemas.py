@@ -1,0 +1,77 @@
+"""API shapes for organisations and members."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from core.text import storable
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(storable),
+]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$")]
+
+
+class OrganizationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[Code, Field(examples=["ppo-zavod-1"])]
+    name: Name
+    parent_code: Annotated[
+        Code | None,
+        Field(description="Parent organisation; defaults to the caller's organisation."),
+    ] = None
+    timezone: Annotated[str, Field(examples=["Europe/Moscow"])] = "Europe/Moscow"
+
+
+class OrganizationOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    parent_id: uuid.UUID | None
+    timezone: str
+
+
+class MemberUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    organization_code: Annotated[Code, Field(description="The member's primary organisation.")]
+    full_name: Name
+    email: EmailStr | None = None
+    phone: Annotated[Phone | None, Field(description="E.164, e.g. +79161234567")] = None
+    joined_on: Annotated[date | None, Field(description="First day of membership")] = None
+    left_on: Annotated[date | None, Field(description="Last day of membership")] = None
+
+    @model_validator(mode="after")
+    def _left_after_joined(self) -> MemberUpsert:
+        if self.joined_on and self.left_on and self.left_on < self.joined_on:
+            raise ValueError("left_on is before joined_on")
+        return self
+
+
+class MemberOut(BaseModel):
+    id: uuid.UUID
+    external_id: str
+    organization_code: str
+    full_name: str
+    email: str | None
+    phone: str | None
+    joined_on: date | None
+    left_on: date | None
+    created_at: datetime
+    updated_at: datetime

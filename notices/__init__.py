@@ -1,0 +1,1 @@
+"""Overdue and card-expiry notices by email and SMS. Not built yet (see ROADMAP)."""

@@ -1,0 +1,77 @@
+"""Charges (one per subscription and month) and their attempts at the gateway."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+
+class Charge(Base):
+    __tablename__ = "charges"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subscriptions.id"))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    period_month: Mapped[date]
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    amount_kopecks: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime]
+    settled_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # One charge per subscription and month: a second billing run cannot make another.
+        Index("uq_charges_subscription_period", "subscription_id", "period_month", unique=True),
+        CheckConstraint("amount_kopecks > 0", name="amount_positive"),
+        CheckConstraint("extract(day FROM period_month) = 1", name="period_is_month"),
+    )
+
+
+class ChargeAttempt(Base):
+    __tablename__ = "charge_attempts"
+
+    # The attempt's own id is the Idempotence-Key sent to the gateway on every retry of it.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    charge_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("charges.id"))
+    attempt_no: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    shop_id: Mapped[str] = mapped_column(String(64))
+    # The exact body sent, so a replay with the same key is byte-for-byte the same request.
+    request_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    gateway_payment_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    confirmation_url: Mapped[str | None] = mapped_column(String(2048))
+    cancellation_party: Mapped[str | None] = mapped_column(String(32))
+    cancellation_reason: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+    settled_at: Mapped[datetime | None]
+    # When the sweeper should next look at this attempt if nothing else moved it.
+    next_check_at: Mapped[datetime]
+    checks: Mapped[int] = mapped_column(SmallInteger, default=0)
+
+    __table_args__ = (
+        Index("uq_charge_attempts_charge_no", "charge_id", "attempt_no", unique=True),
+        # At most one attempt per charge that the gateway has not finished.
+        Index(
+            "uq_charge_attempts_one_open_per_charge",
+            "charge_id",
+            unique=True,
+            postgresql_where=text("status IN ('created', 'submitting', 'pending')"),
+        ),
+        Index(
+            "ix_charge_attempts_open_due",
+            "next_check_at",
+            postgresql_where=text("status IN ('created', 'submitting', 'pending')"),
+        ),
+    )

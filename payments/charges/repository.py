@@ -1,0 +1,58 @@
+"""SQL for charges and attempts. Never commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from payments.charges.models import Charge, ChargeAttempt
+from payments.charges.states import AttemptStatus
+
+OPEN_ATTEMPT_STATUSES = (AttemptStatus.CREATED, AttemptStatus.SUBMITTING, AttemptStatus.PENDING)
+
+
+def attempt_for_update(session: Session, attempt_id: uuid.UUID) -> ChargeAttempt | None:
+    return session.get(ChargeAttempt, attempt_id, with_for_update=True)
+
+
+def attempt_by_gateway_payment(session: Session, payment_id: str) -> ChargeAttempt | None:
+    return session.scalar(
+        select(ChargeAttempt).where(ChargeAttempt.gateway_payment_id == payment_id)
+    )
+
+
+def claim_due_attempts(session: Session, now: datetime, limit: int) -> list[ChargeAttempt]:
+    """Open attempts whose check is due; several sweepers may run, each takes different rows."""
+    return list(
+        session.scalars(
+            select(ChargeAttempt)
+            .where(
+                ChargeAttempt.status.in_(OPEN_ATTEMPT_STATUSES),
+                ChargeAttempt.next_check_at <= now,
+            )
+            .order_by(ChargeAttempt.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def last_attempt(session: Session, charge_id: uuid.UUID) -> ChargeAttempt | None:
+    return session.scalar(
+        select(ChargeAttempt)
+        .where(ChargeAttempt.charge_id == charge_id)
+        .order_by(ChargeAttempt.attempt_no.desc())
+        .limit(1)
+    )
+
+
+def latest_charge(session: Session, subscription_id: uuid.UUID) -> Charge | None:
+    return session.scalar(
+        select(Charge)
+        .where(Charge.subscription_id == subscription_id)
+        .order_by(Charge.period_month.desc())
+        .limit(1)
+    )

@@ -1,0 +1,553 @@
+"""Charging a card: submit an attempt, record what the gateway says, resolve the unknown.
+
+The money path reads plainly (see the house style):
+1. `submit`: move the attempt `created → submitting` and commit; call the gateway with the
+   attempt's own id as the Idempotence-Key, outside any transaction; record the outcome in a new
+   transaction.
+2. `resolve`: only asks the gateway (GET by payment id), or replays the very same request with
+   the same key while the gateway still honours it. It never creates a new payment.
+3. `record`: applies a gateway payment monotonically: a stale `pending` after `succeeded`
+   changes nothing; a success posts to the ledger exactly once (keyed by the gateway payment).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session, sessionmaker
+
+from core.clock import Clock
+from core.db import transaction
+from core.faults import FaultPoints
+from core.money import MoneyOut, format_kopecks
+from core.outbox import EventType, emit
+from core.periods import DEFAULT_TIMEZONE, format_period
+from core.queue import TaskQueue
+from ledger.service import post_card_payment
+from members.models import Member, Organization
+from payments.charges import repository
+from payments.charges.models import Charge, ChargeAttempt
+from payments.charges.states import (
+    ATTEMPT_TRANSITIONS,
+    TERMINAL_ATTEMPT_STATUSES,
+    AttemptStatus,
+    ChargeStatus,
+    charge_transition,
+)
+from payments.gateway.port import (
+    GatewayDirectory,
+    GatewayPayment,
+    GatewayRejected,
+    GatewayUnknownOutcome,
+    SavedCard,
+)
+from payments.subscriptions.models import PaymentMethod, Subscription
+from payments.subscriptions.states import CancelCause, SubscriptionStatus, move
+
+log = structlog.get_logger("payments.charges")
+
+TASK_SUBMIT = "payments.submit_attempt"
+TASK_RESOLVE = "payments.resolve_attempt"
+
+META_ATTEMPT = "vznos_attempt_id"
+META_CHARGE = "vznos_charge_id"
+META_SUBSCRIPTION = "vznos_subscription_id"
+
+# How long the sweeper waits before looking at an open attempt again, by how often it looked.
+CHECK_BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+    timedelta(hours=20),
+)
+CHECK_BACKOFF_CEILING = timedelta(hours=24)
+
+_GATEWAY_STATUS = {
+    "pending": AttemptStatus.PENDING,
+    "waiting_for_capture": AttemptStatus.PENDING,
+    "succeeded": AttemptStatus.SUCCEEDED,
+    "canceled": AttemptStatus.CANCELED,
+}
+
+
+def next_check_delay(checks: int) -> timedelta:
+    return CHECK_BACKOFF[checks] if checks < len(CHECK_BACKOFF) else CHECK_BACKOFF_CEILING
+
+
+def payment_description(period_month: date) -> str:
+    # Shown to the member by the acquirer and in their bank app: neutral on purpose, it must not
+    # tell an employer looking over a shoulder that this is a trade union.
+    return f"Взнос за {period_month.month:02d}.{period_month.year}"
+
+
+def metadata_for(attempt_id: uuid.UUID, charge: Charge) -> dict[str, str]:
+    return {
+        META_ATTEMPT: str(attempt_id),
+        META_CHARGE: str(charge.id),
+        META_SUBSCRIPTION: str(charge.subscription_id),
+    }
+
+
+def initial_payment_body(attempt_id: uuid.UUID, charge: Charge, return_url: str) -> dict[str, Any]:
+    return {
+        "amount": {"value": format_kopecks(charge.amount_kopecks), "currency": charge.currency},
+        "capture": True,
+        "save_payment_method": True,
+        "payment_method_data": {"type": "bank_card"},
+        "confirmation": {"type": "redirect", "return_url": return_url},
+        "description": payment_description(charge.period_month),
+        "metadata": metadata_for(attempt_id, charge),
+    }
+
+
+def recurring_payment_body(
+    attempt_id: uuid.UUID, charge: Charge, gateway_token: str
+) -> dict[str, Any]:
+    return {
+        "amount": {"value": format_kopecks(charge.amount_kopecks), "currency": charge.currency},
+        "capture": True,
+        "payment_method_id": gateway_token,
+        "description": payment_description(charge.period_month),
+        "metadata": metadata_for(attempt_id, charge),
+    }
+
+
+def add_attempt(
+    session: Session, charge: Charge, *, shop_id: str, body_for: Any, now: datetime
+) -> ChargeAttempt:
+    """Create the charge's next attempt with its key. The caller commits before any call."""
+    previous = repository.last_attempt(session, charge.id)
+    attempt_id = uuid.uuid4()
+    attempt = ChargeAttempt(
+        id=attempt_id,
+        charge_id=charge.id,
+        attempt_no=(previous.attempt_no + 1) if previous else 1,
+        status=AttemptStatus.CREATED,
+        shop_id=shop_id,
+        request_body=body_for(attempt_id),
+        created_at=now,
+        next_check_at=now + next_check_delay(0),
+        checks=0,
+    )
+    session.add(attempt)
+    return attempt
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def save_card(
+    session: Session, *, member_id: uuid.UUID, shop_id: str, card: SavedCard, now: datetime
+) -> PaymentMethod:
+    existing = session.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.shop_id == shop_id, PaymentMethod.gateway_token == card.token
+        )
+    )
+    if existing is not None:
+        return existing
+    method = PaymentMethod(
+        id=uuid.uuid4(),
+        member_id=member_id,
+        shop_id=shop_id,
+        gateway_token=card.token,
+        card_type=card.card_type,
+        card_first6=card.first6,
+        card_last4=card.last4,
+        expiry_month=card.expiry_month,
+        expiry_year=card.expiry_year,
+        created_at=now,
+    )
+    session.add(method)
+    session.flush()
+    return method
+
+
+class PaymentMismatch(Exception):
+    """The gateway's payment does not belong to this attempt: never apply it."""
+
+
+class ChargeService:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        gateways: GatewayDirectory,
+        queue: TaskQueue,
+        faults: FaultPoints,
+        key_replay_limit: timedelta = timedelta(hours=23),
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._gateways = gateways
+        self._queue = queue
+        self._faults = faults
+        self._key_replay_limit = key_replay_limit
+
+    # -- submit ---------------------------------------------------------------------------
+
+    def submit(self, attempt_id: uuid.UUID) -> None:
+        """Send a created attempt to the gateway once. Anything else is the resolver's job."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            attempt = repository.attempt_for_update(session, attempt_id)
+            if attempt is None or attempt.status != AttemptStatus.CREATED:
+                return
+            attempt.status = AttemptStatus.SUBMITTING
+            attempt.submitted_at = now
+            attempt.next_check_at = now + next_check_delay(0)
+            shop_id, body = attempt.shop_id, dict(attempt.request_body)
+        log.info("charge_attempt.submitting", attempt_id=str(attempt_id))
+        self._send(attempt_id, shop_id, body)
+
+    def _send(self, attempt_id: uuid.UUID, shop_id: str, body: dict[str, Any]) -> None:
+        gateway = self._gateways.for_shop(shop_id)
+        try:
+            payment = gateway.create_payment(str(attempt_id), body)
+        except GatewayUnknownOutcome as exc:
+            self._note_unknown(attempt_id, str(exc), exc.retry_after_seconds)
+            return
+        except GatewayRejected as exc:
+            self._record_rejection(attempt_id, exc)
+            return
+        self._faults.hit("charge.after_reply_before_commit")
+        self.record(attempt_id, payment)
+
+    # -- resolve --------------------------------------------------------------------------
+
+    def resolve(self, attempt_id: uuid.UUID) -> None:
+        """Settle an attempt whose outcome we do not know, by asking the gateway only."""
+        with self._sessions() as session:
+            attempt = session.get(ChargeAttempt, attempt_id)
+            if attempt is None or attempt.status in TERMINAL_ATTEMPT_STATUSES:
+                return
+            status = AttemptStatus(attempt.status)
+            payment_id = attempt.gateway_payment_id
+            shop_id, body = attempt.shop_id, dict(attempt.request_body)
+            first_sent = attempt.submitted_at or attempt.created_at
+        if status == AttemptStatus.CREATED:
+            self.submit(attempt_id)
+            return
+        gateway = self._gateways.for_shop(shop_id)
+        try:
+            if payment_id is not None:
+                payment = gateway.get_payment(payment_id)
+            elif self._clock.now() - first_sent < self._key_replay_limit:
+                # The reply was lost: the same key and body return the payment it created, if any.
+                payment = gateway.create_payment(str(attempt_id), body)
+            else:
+                self._note_unknown(
+                    attempt_id,
+                    "no gateway payment id and the idempotence key is too old to replay; "
+                    "needs matching against the gateway's payment list",
+                    None,
+                )
+                log.error("charge_attempt.needs_attention", attempt_id=str(attempt_id))
+                return
+        except GatewayUnknownOutcome as exc:
+            self._note_unknown(attempt_id, str(exc), exc.retry_after_seconds)
+            return
+        except GatewayRejected as exc:
+            if payment_id is None:
+                self._record_rejection(attempt_id, exc)
+            else:
+                self._note_unknown(attempt_id, str(exc), None)
+            return
+        self.record(attempt_id, payment)
+
+    def refresh(self, attempt_id: uuid.UUID, payment_id: str) -> bool:
+        """Re-read a payment a notification told us about and record what the gateway says.
+        Returns False when the gateway could not answer (try again later)."""
+        with self._sessions() as session:
+            attempt = session.get(ChargeAttempt, attempt_id)
+            if attempt is None or attempt.status in TERMINAL_ATTEMPT_STATUSES:
+                return True
+            shop_id = attempt.shop_id
+        try:
+            payment = self._gateways.for_shop(shop_id).get_payment(payment_id)
+        except GatewayUnknownOutcome as exc:
+            log.warning("charge_attempt.refresh_failed", attempt_id=str(attempt_id), error=str(exc))
+            return False
+        except GatewayRejected as exc:
+            log.warning(
+                "charge_attempt.refresh_rejected", attempt_id=str(attempt_id), code=exc.code
+            )
+            return True
+        self.record(attempt_id, payment)
+        return True
+
+    # -- record ---------------------------------------------------------------------------
+
+    def record(self, attempt_id: uuid.UUID, payment: GatewayPayment) -> None:
+        now = self._clock.now()
+        try:
+            with transaction(self._sessions) as session:
+                attempt = repository.attempt_for_update(session, attempt_id)
+                if attempt is None:
+                    return
+                self._apply(session, attempt, payment, now)
+        except PaymentMismatch as exc:
+            log.error("charge_attempt.payment_mismatch", attempt_id=str(attempt_id), error=str(exc))
+
+    def _apply(
+        self, session: Session, attempt: ChargeAttempt, payment: GatewayPayment, now: datetime
+    ) -> None:
+        charge = session.get(Charge, attempt.charge_id, with_for_update=True)
+        assert charge is not None
+        named = payment.metadata.get(META_ATTEMPT)
+        if named is not None and named != str(attempt.id):
+            raise PaymentMismatch(f"payment {payment.id} belongs to attempt {named}")
+        if attempt.gateway_payment_id not in (None, payment.id):
+            raise PaymentMismatch(
+                f"attempt has payment {attempt.gateway_payment_id}, not {payment.id}"
+            )
+        if payment.amount_kopecks != charge.amount_kopecks or payment.currency != charge.currency:
+            raise PaymentMismatch(f"payment {payment.id} amount differs from the charge")
+        attempt.gateway_payment_id = payment.id
+        target = _GATEWAY_STATUS.get(payment.status)
+        current = AttemptStatus(attempt.status)
+        if target is None:
+            log.warning("charge_attempt.unknown_gateway_status", status=payment.status)
+            return
+        if target == current:
+            attempt.confirmation_url = attempt.confirmation_url or payment.confirmation_url
+            return
+        if target not in ATTEMPT_TRANSITIONS[current]:
+            # Monotonic: a stale status read after a newer one changes nothing.
+            log.info("charge_attempt.stale_status_ignored", current=current, seen=target)
+            return
+        attempt.status = target
+        attempt.last_error = None
+        if target == AttemptStatus.PENDING:
+            attempt.confirmation_url = payment.confirmation_url
+            return
+        attempt.settled_at = now
+        subscription = session.get(Subscription, charge.subscription_id, with_for_update=True)
+        assert subscription is not None
+        if target == AttemptStatus.SUCCEEDED:
+            self._succeeded(session, attempt, charge, subscription, payment, now)
+        else:
+            self._canceled(attempt, charge, subscription, payment, now)
+
+    def _succeeded(
+        self,
+        session: Session,
+        attempt: ChargeAttempt,
+        charge: Charge,
+        subscription: Subscription,
+        payment: GatewayPayment,
+        now: datetime,
+    ) -> None:
+        charge.status = charge_transition(ChargeStatus(charge.status), ChargeStatus.SUCCEEDED)
+        charge.settled_at = now
+        if payment.payment_method is not None and payment.payment_method.saved:
+            method = save_card(
+                session,
+                member_id=charge.member_id,
+                shop_id=attempt.shop_id,
+                card=payment.payment_method,
+                now=now,
+            )
+            if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
+                subscription.payment_method_id = method.id
+        if subscription.status in (
+            SubscriptionStatus.PENDING_CONFIRMATION,
+            SubscriptionStatus.PAST_DUE,
+        ):
+            move(subscription, SubscriptionStatus.ACTIVE, now)
+        post_card_payment(
+            session,
+            member_id=charge.member_id,
+            organization_id=charge.organization_id,
+            gateway_payment_id=payment.id,
+            period_month=charge.period_month,
+            amount_kopecks=payment.amount_kopecks,
+            income_kopecks=payment.income_kopecks,
+            occurred_at=_parse_time(payment.raw.get("captured_at")) or now,
+            recorded_at=now,
+            source_id=str(charge.id),
+            timezone=_timezone_of(session, charge.organization_id),
+        )
+        _emit_payment(
+            session,
+            EventType.PAYMENT_SUCCEEDED,
+            charge,
+            gateway_payment_id=payment.id,
+            occurred_at=_parse_time(payment.raw.get("captured_at")) or now,
+            recorded_at=now,
+        )
+        log.info(
+            "charge.succeeded",
+            charge_id=str(charge.id),
+            attempt_id=str(attempt.id),
+            gateway_payment_id=payment.id,
+        )
+
+    def _canceled(
+        self,
+        attempt: ChargeAttempt,
+        charge: Charge,
+        subscription: Subscription,
+        payment: GatewayPayment,
+        now: datetime,
+    ) -> None:
+        attempt.cancellation_party = payment.cancellation_party
+        attempt.cancellation_reason = payment.cancellation_reason
+        self._fail_charge(charge, subscription, payment.cancellation_reason or "canceled", now)
+        log.info(
+            "charge.failed",
+            charge_id=str(charge.id),
+            attempt_id=str(attempt.id),
+            reason=payment.cancellation_reason,
+        )
+
+    @staticmethod
+    def _fail_charge(
+        charge: Charge, subscription: Subscription, reason: str, now: datetime
+    ) -> None:
+        # Retries by decline reason come with the recurring engine; today a decline ends the
+        # month's charge and flags the subscription.
+        charge.status = charge_transition(ChargeStatus(charge.status), ChargeStatus.FAILED)
+        charge.settled_at = now
+        charge.failure_reason = reason[:64]
+        session = object_session(charge)
+        if session is not None:
+            _emit_payment(
+                session,
+                EventType.PAYMENT_FAILED,
+                charge,
+                gateway_payment_id=None,
+                occurred_at=now,
+                recorded_at=now,
+                reason=reason,
+            )
+        if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
+            move(subscription, SubscriptionStatus.CANCELED, now, CancelCause.FIRST_PAYMENT_FAILED)
+        elif subscription.status == SubscriptionStatus.ACTIVE:
+            move(subscription, SubscriptionStatus.PAST_DUE, now)
+
+    def _record_rejection(self, attempt_id: uuid.UUID, exc: GatewayRejected) -> None:
+        """A definite 4xx to a create: nothing exists at the gateway, the attempt is over."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            attempt = repository.attempt_for_update(session, attempt_id)
+            if attempt is None or attempt.status != AttemptStatus.SUBMITTING:
+                return
+            charge = session.get(Charge, attempt.charge_id, with_for_update=True)
+            subscription = session.get(Subscription, charge.subscription_id) if charge else None
+            assert charge is not None and subscription is not None
+            attempt.status = AttemptStatus.CANCELED
+            attempt.settled_at = now
+            attempt.cancellation_party = "merchant"
+            attempt.cancellation_reason = f"rejected_{exc.status}"
+            attempt.last_error = str(exc)[:500]
+            self._fail_charge(charge, subscription, f"gateway_rejected:{exc.code}", now)
+        log.error("charge_attempt.rejected", attempt_id=str(attempt_id), code=exc.code)
+
+    def _note_unknown(
+        self, attempt_id: uuid.UUID, error: str, retry_after_seconds: float | None
+    ) -> None:
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            attempt = repository.attempt_for_update(session, attempt_id)
+            if attempt is None or attempt.status in TERMINAL_ATTEMPT_STATUSES:
+                return
+            attempt.last_error = error[:500]
+            delay = next_check_delay(attempt.checks)
+            if retry_after_seconds is not None:
+                delay = max(delay, timedelta(seconds=retry_after_seconds))
+            attempt.next_check_at = now + delay
+        log.warning("charge_attempt.outcome_unknown", attempt_id=str(attempt_id), error=error)
+
+    # -- sweep ----------------------------------------------------------------------------
+
+    def sweep(self, limit: int = 500) -> int:
+        """Re-drive every open attempt whose check is due: the correctness path when a message
+        was lost or a worker died. Returns how many were re-driven."""
+        now = self._clock.now()
+        work: list[tuple[str, uuid.UUID]] = []
+        with transaction(self._sessions) as session:
+            for attempt in repository.claim_due_attempts(session, now, limit):
+                attempt.checks += 1
+                attempt.next_check_at = now + next_check_delay(attempt.checks)
+                task = TASK_SUBMIT if attempt.status == AttemptStatus.CREATED else TASK_RESOLVE
+                work.append((task, attempt.id))
+        for task, attempt_id in work:
+            self._queue.enqueue(task, attempt_id=str(attempt_id))
+        if work:
+            log.info("charge_attempts.swept", count=len(work))
+        return len(work)
+
+    # -- lookups for other layers -----------------------------------------------------------
+
+    def attempt_for_gateway_payment(
+        self, payment_id: str, named_attempt_id: str | None
+    ) -> uuid.UUID | None:
+        """Which attempt a gateway payment belongs to: by its id, or by the attempt id it carries
+        in metadata (the reply that gave us the id may have been lost)."""
+        with self._sessions() as session:
+            attempt = repository.attempt_by_gateway_payment(session, payment_id)
+            if attempt is not None:
+                return attempt.id
+            if named_attempt_id:
+                try:
+                    candidate = uuid.UUID(named_attempt_id)
+                except ValueError:
+                    return None
+                found = session.get(ChargeAttempt, candidate)
+                if found is not None and found.gateway_payment_id in (None, payment_id):
+                    return found.id
+        return None
+
+
+def _emit_payment(
+    session: Session,
+    event_type: EventType,
+    charge: Charge,
+    *,
+    gateway_payment_id: str | None,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    reason: str | None = None,
+) -> None:
+    """The CRM hears of a payment in the transaction that settled it. Thin: ids, the period,
+    the amount and the decline reason; never the member's name or card."""
+    member = session.get(Member, charge.member_id)
+    data: dict[str, object] = {
+        "charge_id": str(charge.id),
+        "subscription_id": str(charge.subscription_id),
+        "member_id": str(charge.member_id),
+        "member_external_id": member.external_id if member else None,
+        "period": format_period(charge.period_month),
+        "amount": MoneyOut.of(charge.amount_kopecks, charge.currency).model_dump(),
+        "status": charge.status,
+        "gateway_payment_id": gateway_payment_id,
+    }
+    if reason is not None:
+        data["reason"] = reason
+    emit(
+        session,
+        type=event_type,
+        organization_id=charge.organization_id,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        payload=data,
+    )
+
+
+def _timezone_of(session: Session, organization_id: uuid.UUID) -> str:
+    org = session.get(Organization, organization_id)
+    return org.timezone if org is not None else DEFAULT_TIMEZONE

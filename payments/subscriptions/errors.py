@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from core.errors import Conflict, InvalidInput, NotFound
+
+
+class SubscriptionNotFound(NotFound):
+    type_slug = "subscription-not-found"
+    title = "Subscription not found"
+
+
+class LiveSubscriptionExists(Conflict):
+    type_slug = "subscription-exists"
+    title = "The member already has a live subscription"
+
+
+class AmountOutOfRange(InvalidInput):
+    type_slug = "amount-out-of-range"
+    title = "Amount out of range"

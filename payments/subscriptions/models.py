@@ -1,0 +1,69 @@
+"""Subscriptions (a member's auto-pay) and the saved cards they charge."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+
+class PaymentMethod(Base):
+    """A card saved at the acquirer. We keep the token and the masked card, never the number."""
+
+    __tablename__ = "payment_methods"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    gateway_token: Mapped[str] = mapped_column(String(64))
+    card_type: Mapped[str | None] = mapped_column(String(32))
+    card_first6: Mapped[str | None] = mapped_column(String(6))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    expiry_month: Mapped[int | None] = mapped_column(SmallInteger)
+    expiry_year: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("uq_payment_methods_shop_token", "shop_id", "gateway_token", unique=True),
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    amount_kopecks: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_day: Mapped[int] = mapped_column(SmallInteger)
+    # The first month the subscription pays for; billing never reaches back before it.
+    start_period: Mapped[date]
+    consent_version: Mapped[str] = mapped_column(String(64))
+    consent_accepted_at: Mapped[datetime]
+    return_url: Mapped[str] = mapped_column(String(2048))
+    payment_method_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_methods.id"))
+    created_at: Mapped[datetime]
+    status_changed_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    canceled_at: Mapped[datetime | None]
+    cancel_cause: Mapped[str | None] = mapped_column(String(40))
+
+    __table_args__ = (
+        CheckConstraint("amount_kopecks > 0", name="amount_positive"),
+        CheckConstraint("billing_day BETWEEN 1 AND 31", name="billing_day_range"),
+        CheckConstraint("extract(day FROM start_period) = 1", name="start_period_is_month"),
+        # At most one live subscription per member: the database says no to a second one.
+        Index(
+            "uq_subscriptions_one_live_per_member",
+            "member_id",
+            unique=True,
+            postgresql_where=text("status IN ('pending_confirmation', 'active', 'past_due')"),
+        ),
+        Index("ix_subscriptions_chargeable", "status", "billing_day"),
+    )

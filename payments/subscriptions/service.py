@@ -1,0 +1,268 @@
+"""Use cases of a member's card auto-pay: start it, read it, cancel it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.clock import Clock
+from core.db import transaction
+from core.money import MoneyOut
+from core.periods import billing_date, format_period, next_period, period_of, period_start
+from ledger.service import post_dues_accrual
+from members.models import Member, Organization
+from members.service import Principal, visible_member
+from payments.charges import repository as charges_repository
+from payments.charges.models import Charge
+from payments.charges.service import ChargeService, add_attempt, initial_payment_body
+from payments.charges.states import AttemptStatus, ChargeKind, ChargeStatus
+from payments.gateway.port import GatewayDirectory
+from payments.subscriptions.errors import (
+    AmountOutOfRange,
+    LiveSubscriptionExists,
+    SubscriptionNotFound,
+)
+from payments.subscriptions.models import PaymentMethod, Subscription
+from payments.subscriptions.schemas import (
+    CardOut,
+    LastChargeOut,
+    SubscriptionCreate,
+    SubscriptionOut,
+)
+from payments.subscriptions.states import (
+    CHARGEABLE_STATUSES,
+    LIVE_STATUSES,
+    CancelCause,
+    SubscriptionStatus,
+    move,
+)
+
+log = structlog.get_logger("payments.subscriptions")
+
+# A bank card payment at YooKassa is 1 to 350 000 roubles.
+MIN_CARD_KOPECKS = 100
+MAX_CARD_KOPECKS = 350_000_00
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        gateways: GatewayDirectory,
+        charges: ChargeService,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._gateways = gateways
+        self._charges = charges
+
+    def start(
+        self, principal: Principal, external_id: str, data: SubscriptionCreate
+    ) -> SubscriptionOut:
+        """Create the subscription and its first payment, which the member confirms on the
+        acquirer's page. The payment's key is committed before the gateway hears of it."""
+        amount = data.amount.kopecks
+        if not MIN_CARD_KOPECKS <= amount <= MAX_CARD_KOPECKS:
+            raise AmountOutOfRange(
+                "a card payment must be between 1.00 and 350000.00 RUB", field="amount.value"
+            )
+        now = self._clock.now()
+        try:
+            with transaction(self._sessions) as session:
+                member = visible_member(session, principal, external_id)
+                live = session.scalar(
+                    select(Subscription.id).where(
+                        Subscription.member_id == member.id,
+                        Subscription.status.in_(LIVE_STATUSES),
+                    )
+                )
+                if live is not None:
+                    raise LiveSubscriptionExists(
+                        f"member {external_id!r} already has subscription {live}",
+                        field="external_id",
+                        extra={"subscription_id": str(live)},
+                    )
+                org = session.get(Organization, member.organization_id)
+                assert org is not None
+                start = period_of(now, org.timezone)
+                if _paid_by_card(session, member.id, start):
+                    start = next_period(start)
+                subscription = Subscription(
+                    id=uuid.uuid4(),
+                    member_id=member.id,
+                    organization_id=org.id,
+                    status=SubscriptionStatus.PENDING_CONFIRMATION,
+                    amount_kopecks=amount,
+                    currency=data.amount.currency,
+                    billing_day=data.billing_day,
+                    start_period=start,
+                    consent_version=data.consent.text_version,
+                    consent_accepted_at=data.consent.accepted_at,
+                    return_url=str(data.return_url),
+                    created_at=now,
+                    status_changed_at=now,
+                )
+                session.add(subscription)
+                session.flush()
+                charge = Charge(
+                    id=uuid.uuid4(),
+                    subscription_id=subscription.id,
+                    member_id=member.id,
+                    organization_id=org.id,
+                    period_month=start,
+                    kind=ChargeKind.INITIAL,
+                    status=ChargeStatus.PENDING,
+                    amount_kopecks=amount,
+                    currency=data.amount.currency,
+                    created_at=now,
+                )
+                session.add(charge)
+                session.flush()
+                attempt = add_attempt(
+                    session,
+                    charge,
+                    shop_id=self._gateways.default_shop_id(),
+                    body_for=lambda attempt_id: initial_payment_body(
+                        attempt_id, charge, str(data.return_url)
+                    ),
+                    now=now,
+                )
+                post_dues_accrual(
+                    session,
+                    member_id=member.id,
+                    organization_id=org.id,
+                    period_month=start,
+                    amount_kopecks=amount,
+                    occurred_at=min(now, period_start(start, org.timezone)),
+                    recorded_at=now,
+                    source_type="charge",
+                    source_id=str(charge.id),
+                    timezone=org.timezone,
+                )
+                subscription_id, attempt_id = subscription.id, attempt.id
+        except IntegrityError as exc:
+            if _constraint(exc) != "uq_subscriptions_one_live_per_member":
+                raise
+            # Two concurrent starts for one member: the partial unique index let one through.
+            raise LiveSubscriptionExists(
+                f"member {external_id!r} already has a live subscription", field="external_id"
+            ) from exc
+        log.info("subscription.started", subscription_id=str(subscription_id))
+        # The member waits for the confirmation URL, so the first payment is sent right away;
+        # if the gateway's answer is lost, the sweeper resolves it with the same key.
+        self._charges.submit(attempt_id)
+        return self.get(principal, subscription_id)
+
+    def get(self, principal: Principal, subscription_id: uuid.UUID) -> SubscriptionOut:
+        with self._sessions() as session:
+            subscription, member = self._visible(session, principal, subscription_id)
+            return self._view(session, subscription, member)
+
+    def cancel(self, principal: Principal, subscription_id: uuid.UUID) -> SubscriptionOut:
+        """Stop auto-pay. Canceling a canceled subscription changes nothing and is not an error."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            subscription, _ = self._visible(session, principal, subscription_id, for_update=True)
+            if move(subscription, SubscriptionStatus.CANCELED, now, CancelCause.BY_CRM):
+                log.info("subscription.canceled", subscription_id=str(subscription_id))
+        return self.get(principal, subscription_id)
+
+    @staticmethod
+    def _visible(
+        session: Session,
+        principal: Principal,
+        subscription_id: uuid.UUID,
+        *,
+        for_update: bool = False,
+    ) -> tuple[Subscription, Member]:
+        subscription = session.get(Subscription, subscription_id, with_for_update=for_update)
+        member = session.get(Member, subscription.member_id) if subscription else None
+        if subscription is None or member is None or not principal.can_see(member.organization_id):
+            raise SubscriptionNotFound(
+                f"no subscription {subscription_id}", field="subscription_id"
+            )
+        return subscription, member
+
+    @staticmethod
+    def _view(session: Session, subscription: Subscription, member: Member) -> SubscriptionOut:
+        org = session.get(Organization, subscription.organization_id)
+        assert org is not None
+        method = (
+            session.get(PaymentMethod, subscription.payment_method_id)
+            if subscription.payment_method_id
+            else None
+        )
+        latest = charges_repository.latest_charge(session, subscription.id)
+        confirmation_url = None
+        if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION and latest is not None:
+            attempt = charges_repository.last_attempt(session, latest.id)
+            if attempt is not None and attempt.status == AttemptStatus.PENDING:
+                confirmation_url = attempt.confirmation_url
+        next_charge = None
+        if subscription.status in CHARGEABLE_STATUSES:
+            upcoming = next_period(latest.period_month) if latest else subscription.start_period
+            next_charge = billing_date(upcoming, subscription.billing_day)
+        return SubscriptionOut(
+            id=subscription.id,
+            member_external_id=member.external_id,
+            organization_code=org.code,
+            status=subscription.status,
+            amount=MoneyOut.of(subscription.amount_kopecks, subscription.currency),
+            billing_day=subscription.billing_day,
+            start_period=format_period(subscription.start_period),
+            consent_version=subscription.consent_version,
+            consent_accepted_at=subscription.consent_accepted_at,
+            card=(
+                CardOut(
+                    card_type=method.card_type,
+                    first6=method.card_first6,
+                    last4=method.card_last4,
+                    expiry_month=method.expiry_month,
+                    expiry_year=method.expiry_year,
+                )
+                if method
+                else None
+            ),
+            confirmation_url=confirmation_url,
+            next_charge_date=next_charge,
+            last_charge=(
+                LastChargeOut(
+                    period=format_period(latest.period_month),
+                    status=latest.status,
+                    amount=MoneyOut.of(latest.amount_kopecks, latest.currency),
+                    failure_reason=latest.failure_reason,
+                    settled_at=latest.settled_at,
+                )
+                if latest
+                else None
+            ),
+            created_at=subscription.created_at,
+            activated_at=subscription.activated_at,
+            canceled_at=subscription.canceled_at,
+            cancel_cause=subscription.cancel_cause,
+        )
+
+
+def _paid_by_card(session: Session, member_id: uuid.UUID, period: date) -> bool:
+    return (
+        session.scalar(
+            select(Charge.id).where(
+                Charge.member_id == member_id,
+                Charge.period_month == period,
+                Charge.status == ChargeStatus.SUCCEEDED,
+            )
+        )
+        is not None
+    )
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None)

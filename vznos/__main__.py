@@ -1,0 +1,3 @@
+from vznos.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""The HTTP application: routers of every domain, problem+json errors, health and readiness."""
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from core.http import install_problem_handlers, problem, problem_responses
+from members import endpoints as members_endpoints
+from members.dues import endpoints as dues_endpoints
+from members.service import Principal
+from payments.subscriptions import endpoints as subscriptions_endpoints
+from vznos.container import Container
+from vznos.migrate import current_revision, head_revision
+from webhooks.inbound import endpoints as inbound_endpoints
+from webhooks.outbound import endpoints as outbound_endpoints
+
+API_DESCRIPTION = """
+Vznos collects trade-union dues by bank card, as a safety net for payroll deduction.
+
+Authenticate with an API key: `Authorization: Bearer vz_…` (create one with
+`vznos apikey create --org CODE`). Amounts are decimal strings with a currency,
+`{"value": "350.00", "currency": "RUB"}`. Every error is `application/problem+json`
+with a `field` naming what was wrong.
+"""
+
+
+class Health(BaseModel):
+    status: str
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="Vznos",
+        version="0.1.0",
+        description=API_DESCRIPTION.strip(),
+    )
+    app.state.container = container
+    install_problem_handlers(app)
+    bearer = HTTPBearer(auto_error=False, description="API key: vz_…")
+
+    def principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        return container.access.authenticate(credentials.credentials if credentials else None)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> Health:
+        """The process is alive."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz", tags=["operations"], response_model=Health, responses=problem_responses(503)
+    )
+    def readyz() -> Health | JSONResponse:
+        """The database answers and its schema is at the latest migration."""
+        try:
+            with container.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                revision = current_revision(connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            return problem(
+                503, "not-ready", "Not ready", f"database unreachable: {type(exc).__name__}"
+            )
+        if revision != head_revision():
+            return problem(503, "not-ready", "Not ready", "database migrations are not at head")
+        return Health(status="ready")
+
+    app.include_router(
+        members_endpoints.build_router(
+            members=container.members,
+            organizations=container.organizations,
+            ledger=container.ledger,
+            principal=principal,
+        )
+    )
+    app.include_router(
+        subscriptions_endpoints.build_router(
+            subscriptions=container.subscriptions, principal=principal
+        )
+    )
+    app.include_router(
+        dues_endpoints.build_router(
+            dues=container.dues, treasury=container.treasury, principal=principal
+        )
+    )
+    app.include_router(inbound_endpoints.build_router(inbox=container.inbox))
+    app.include_router(
+        outbound_endpoints.build_router(endpoints=container.webhook_endpoints, principal=principal)
+    )
+    return app

@@ -1,0 +1,337 @@
+"""`vznos` — the command line. `python -m vznos …` works the same."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.logging import configure_logging
+from core.periods import InvalidPeriod, parse_period
+from core.settings import Settings
+from vznos.runtime import EMULATOR_SECRET_KEY, EMULATOR_SHOP_ID
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vznos: union dues by card.")
+org_app = typer.Typer(no_args_is_help=True, help="Organisations of the union tree.")
+apikey_app = typer.Typer(no_args_is_help=True, help="API keys for the CRM.")
+billing_app = typer.Typer(no_args_is_help=True, help="Monthly billing.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The books: accrual, checks, closes.")
+app.add_typer(org_app, name="org")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(billing_app, name="billing")
+app.add_typer(ledger_app, name="ledger")
+webhooks_app = typer.Typer(no_args_is_help=True, help="Gateway notifications.")
+inbox_app = typer.Typer(no_args_is_help=True, help="The inbox of notifications received.")
+webhooks_app.add_typer(inbox_app, name="inbox")
+app.add_typer(webhooks_app, name="webhooks")
+
+Host = Annotated[str | None, typer.Option(help="Interface to listen on")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on")]
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = Settings()
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    settings = settings.model_copy(update=updates) if updates else settings
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(host: Host = None, port: Port = None) -> None:
+    """Everything in one process on embedded defaults: API, workers, scheduler, and (without
+    shop credentials) the YooKassa emulator."""
+    from vznos.processes import run_all
+
+    run_all(_settings(host=host, port=port))
+
+
+@app.command()
+def serve(host: Host = None, port: Port = None) -> None:
+    """The HTTP API only (production: one of several processes)."""
+    from vznos.processes import serve_api
+
+    serve_api(_settings(host=host, port=port))
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Worker threads")] = None,
+) -> None:
+    """Background workers on the broker named by VZNOS_BROKER_URL."""
+    from vznos.processes import run_worker
+
+    settings = _settings(worker_threads=threads)
+    if settings.broker_url is None:
+        _fail(
+            "`vznos worker` needs VZNOS_BROKER_URL (amqp://… or redis://…); use `vznos run` "
+            "for everything in one process"
+        )
+    run_worker(settings)
+
+
+@app.command()
+def scheduler() -> None:
+    """Bill what is due and re-drive what is stuck, every VZNOS_SCHEDULER_INTERVAL_SECONDS."""
+    from vznos.processes import run_scheduler
+
+    run_scheduler(_settings())
+
+
+@app.command()
+def emulator(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8001,
+    shop_id: Annotated[str, typer.Option(help="Shop id for basic auth")] = EMULATOR_SHOP_ID,
+    secret_key: Annotated[
+        str, typer.Option(help="Secret key for basic auth")
+    ] = EMULATOR_SECRET_KEY,
+    notify_url: Annotated[str | None, typer.Option(help="Where to POST notifications")] = None,
+    state_file: Annotated[Path | None, typer.Option(help="Keep state in this JSON file")] = None,
+) -> None:
+    """The YooKassa API v3 emulator (a test double, like stripe-mock)."""
+    from payments.gateway.emulator.server import serve as serve_emulator
+
+    _settings()
+    typer.echo(
+        f"YooKassa emulator on http://{host}:{port}/v3  shop id {shop_id}  secret key {secret_key}"
+    )
+    serve_emulator(host, port, {shop_id: secret_key}, notify_url, state_file)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the latest."""
+    from vznos.migrate import upgrade
+    from vznos.runtime import resolve_database_url
+
+    settings = _settings()
+    url, embedded = resolve_database_url(settings)
+    try:
+        upgrade(url)
+        typer.echo("migrations applied")
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+@org_app.command("create")
+def org_create(
+    code: Annotated[str, typer.Option(help="Short unique code, e.g. ppo-zavod-1")],
+    name: Annotated[str, typer.Option(help="Full name")],
+    parent: Annotated[str | None, typer.Option(help="Parent organisation code")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone")] = "Europe/Moscow",
+) -> None:
+    """Create an organisation (a root when no parent is given)."""
+    from pydantic import ValidationError
+
+    from core.errors import DomainError
+    from members.schemas import OrganizationCreate
+    from vznos.processes import operator_container
+
+    try:
+        data = OrganizationCreate(code=code, name=name, parent_code=parent, timezone=timezone)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        _fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        return
+    with operator_container(_settings()) as container:
+        try:
+            org = container.organizations.create(data, None)
+        except DomainError as exc:
+            _fail(f"{exc.field or ''}: {exc.detail}")
+            return
+    typer.echo(f"organization {org.code} created: {org.id}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    org: Annotated[str, typer.Option(help="Organisation code the key acts for")],
+    name: Annotated[str, typer.Option(help="What the key is for")] = "CRM",
+) -> None:
+    """Create an API key and print it once; it is stored only as a hash."""
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        try:
+            _, plaintext = container.access.create_api_key(org, name)
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(plaintext)
+
+
+@billing_app.command("run")
+def billing_run(
+    period: Annotated[str, typer.Option(help="Billing month, YYYY-MM")],
+) -> None:
+    """Create and submit this month's charges now. Running it twice charges nobody twice."""
+    from vznos.processes import billing_now
+
+    try:
+        period_month = parse_period(period)
+    except InvalidPeriod as exc:
+        _fail(str(exc))
+        return
+    result = billing_now(_settings(), period_month)
+    typer.echo(f"period {period}: {result.charges_created} charges created")
+
+
+@ledger_app.command("accrue")
+def ledger_accrue(
+    period: Annotated[str, typer.Option(help="Dues month, YYYY-MM")],
+) -> None:
+    """Accrue a month of dues for every member with a plan. Running it twice accrues nobody
+    twice."""
+    from vznos.processes import operator_container
+
+    try:
+        period_month = parse_period(period)
+    except InvalidPeriod as exc:
+        _fail(str(exc))
+        return
+    with operator_container(_settings()) as container:
+        result = container.dues.accrue(period_month)
+    typer.echo(f"period {period}: {result.accrued} members accrued")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify the books: every entry balances, maintained balances equal the postings, nothing
+    was posted in a closed month, months match postings, every card payment posted once."""
+    from vznos.checks import run_checks
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        violations = run_checks(container)
+    for violation in violations:
+        typer.echo(f"{violation.check}: {violation.detail}")
+    if violations:
+        typer.echo(f"{len(violations)} violations", err=True)
+        raise typer.Exit(code=1)
+    typer.echo("the books hold: no violations")
+
+
+@ledger_app.command("close")
+def ledger_close(
+    org: Annotated[str, typer.Option(help="Organisation code")],
+    period: Annotated[str, typer.Option(help="Month to close, YYYY-MM")],
+    by: Annotated[str, typer.Option(help="The treasurer closing it")],
+) -> None:
+    """Close a month for an organisation."""
+    from core.db import transaction
+    from core.errors import DomainError
+    from ledger.service import close_period
+    from members import repository
+    from vznos.processes import operator_container
+
+    try:
+        period_month = parse_period(period)
+    except InvalidPeriod as exc:
+        _fail(str(exc))
+        return
+    with operator_container(_settings()) as container:
+        try:
+            with transaction(container.sessions) as session:
+                found = repository.organization_by_code(session, org)
+                if found is None:
+                    _fail(f"no organization with code {org!r}")
+                    return
+                close_period(
+                    session,
+                    organization_id=found.id,
+                    period_month=period_month,
+                    closed_by=by,
+                    now=container.clock.now(),
+                )
+        except DomainError as exc:
+            _fail(exc.detail)
+    typer.echo(f"{period} closed for {org}")
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "-"
+
+
+@inbox_app.command("list")
+def inbox_list(
+    unprocessed: Annotated[
+        bool, typer.Option("--unprocessed", help="Only items not yet processed")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many")] = 50,
+) -> None:
+    """Notifications received, newest first: id, received_at, event, object id, attempts,
+    processed_at, last_error (tab-separated)."""
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        items = container.inbox.list_items(unprocessed_only=unprocessed, limit=limit)
+    typer.echo("id\treceived_at\tevent\tobject_id\tattempts\tprocessed_at\tlast_error")
+    for item in items:
+        typer.echo(
+            "\t".join(
+                (
+                    str(item.id),
+                    _when(item.received_at),
+                    item.event,
+                    item.object_id,
+                    str(item.attempts),
+                    _when(item.processed_at),
+                    item.last_error or "-",
+                )
+            )
+        )
+
+
+@inbox_app.command("reprocess")
+def inbox_reprocess(
+    item_id: Annotated[str, typer.Argument(metavar="ID", help="Inbox item id")],
+) -> None:
+    """Process one notification again, now, in this process. Safe to repeat: the payment is
+    re-read from the gateway and only forward transitions are recorded."""
+    from vznos.processes import operator_container
+    from webhooks.inbound.errors import UnknownInboxItem
+
+    try:
+        inbox_id = uuid.UUID(item_id)
+    except ValueError:
+        _fail(f"{item_id!r} is not an inbox item id (a UUID)")
+        return
+    with operator_container(_settings()) as container:
+        try:
+            item = container.inbox.reprocess(inbox_id)
+        except UnknownInboxItem:
+            _fail(f"no inbox item {inbox_id}")
+            return
+    if item.processed_at is None:
+        typer.echo(f"inbox item {item.id} not processed: {item.last_error or 'unknown error'}")
+        raise typer.Exit(code=1)
+    typer.echo(f"inbox item {item.id} processed ({item.event} {item.object_id})")
+
+
+@app.command()
+def openapi(
+    write: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
+) -> None:
+    """Print the API contract (openapi.yaml) as the application generates it."""
+    from vznos.contract import render_openapi
+
+    text = render_openapi()
+    if write:
+        write.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,187 @@
+"""The composition root: build settings-driven infrastructure and every service, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import dramatiq
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.clock import Clock, SystemClock
+from core.db import make_engine, make_sessions
+from core.faults import FaultPoints
+from core.queue import TaskQueue
+from core.settings import Settings
+from core.ssrf import UrlGuard
+from ledger.reads import LedgerReads
+from members.dues.service import DuesService
+from members.dues.treasury import TreasuryService
+from members.service import AccessService, MemberService, OrganizationService
+from payments.charges.billing import BillingService
+from payments.charges.service import TASK_RESOLVE, TASK_SUBMIT, ChargeService
+from payments.gateway.yookassa import SingleShopDirectory, YooKassaGateway
+from payments.subscriptions.service import SubscriptionService
+from vznos.broker import (
+    QUEUE_PAYMENTS,
+    QUEUE_WEBHOOKS,
+    DramatiqQueue,
+    TaskSpec,
+    build_broker,
+    register,
+)
+from webhooks.inbound.policy import InboundPolicy
+from webhooks.inbound.service import TASK_PROCESS, InboxService
+from webhooks.outbound.delivery import TASK_DELIVER, OutboundDeliveries
+from webhooks.outbound.sender import WebhookSender
+from webhooks.outbound.service import WebhookEndpointService
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    shop_id: str
+    secret_key: str
+    api_url: str
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database_url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    broker: dramatiq.Broker
+    queue: TaskQueue
+    faults: FaultPoints
+    gateways: SingleShopDirectory
+    access: AccessService
+    organizations: OrganizationService
+    members: MemberService
+    ledger: LedgerReads
+    dues: DuesService
+    treasury: TreasuryService
+    charges: ChargeService
+    billing: BillingService
+    subscriptions: SubscriptionService
+    inbox: InboxService
+    url_guard: UrlGuard
+    outbound: OutboundDeliveries
+    webhook_endpoints: WebhookEndpointService
+    webhook_sender: WebhookSender
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.gateways.close()
+        self.webhook_sender.close()
+        self.broker.close()
+        self.engine.dispose()
+
+
+def build_container(
+    settings: Settings,
+    *,
+    database_url: str,
+    gateway: GatewayConfig,
+    clock: Clock | None = None,
+    broker: dramatiq.Broker | None = None,
+    faults: FaultPoints | None = None,
+) -> Container:
+    clock = clock or SystemClock()
+    engine = make_engine(database_url)
+    sessions = make_sessions(engine)
+    broker = broker or build_broker(settings.broker_url)
+    queue = DramatiqQueue(broker)
+    faults = faults or FaultPoints.from_setting(settings.faults)
+    gateways = SingleShopDirectory(
+        YooKassaGateway(
+            shop_id=gateway.shop_id,
+            secret_key=gateway.secret_key,
+            api_url=gateway.api_url,
+            connect_timeout_seconds=settings.gateway_connect_timeout_seconds,
+            read_timeout_seconds=settings.gateway_read_timeout_seconds,
+        )
+    )
+    charges = ChargeService(
+        sessions=sessions,
+        clock=clock,
+        gateways=gateways,
+        queue=queue,
+        faults=faults,
+        key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
+    )
+    inbox = InboxService(
+        sessions=sessions,
+        clock=clock,
+        queue=queue,
+        charges=charges,
+        default_shop_id=gateway.shop_id,
+        policy=InboundPolicy.from_settings(settings),
+    )
+    # Development and tests only: lets CRM URLs point at loopback and private networks.
+    url_guard = UrlGuard(allow_private_targets=settings.webhook_allow_private_targets)
+    webhook_sender = WebhookSender(
+        guard=url_guard,
+        connect_timeout_seconds=settings.webhook_connect_timeout_seconds,
+        read_timeout_seconds=settings.webhook_read_timeout_seconds,
+    )
+    outbound = OutboundDeliveries(
+        sessions=sessions,
+        clock=clock,
+        queue=queue,
+        sender=webhook_sender,
+        disable_after=timedelta(days=settings.webhook_disable_after_days),
+    )
+    register(
+        broker,
+        [
+            TaskSpec(TASK_SUBMIT, QUEUE_PAYMENTS, charges.submit, "attempt_id"),
+            TaskSpec(TASK_RESOLVE, QUEUE_PAYMENTS, charges.resolve, "attempt_id"),
+            TaskSpec(TASK_PROCESS, QUEUE_WEBHOOKS, inbox.process, "inbox_id"),
+            # The retry schedule lives in the database; dramatiq retries only cover crashes.
+            TaskSpec(
+                TASK_DELIVER,
+                QUEUE_WEBHOOKS,
+                outbound.deliver,
+                "delivery_id",
+                max_retries=2,
+                time_limit_ms=60_000,
+            ),
+        ],
+    )
+    return Container(
+        settings=settings,
+        database_url=database_url,
+        engine=engine,
+        sessions=sessions,
+        clock=clock,
+        broker=broker,
+        queue=queue,
+        faults=faults,
+        gateways=gateways,
+        access=AccessService(sessions, clock),
+        organizations=OrganizationService(sessions, clock),
+        members=MemberService(sessions, clock),
+        ledger=LedgerReads(sessions),
+        dues=DuesService(sessions, clock, accrual_rule=settings.accrual_rule),
+        treasury=TreasuryService(sessions, clock),
+        charges=charges,
+        billing=BillingService(
+            sessions=sessions, clock=clock, queue=queue, batch_size=settings.billing_batch_size
+        ),
+        subscriptions=SubscriptionService(
+            sessions=sessions, clock=clock, gateways=gateways, charges=charges
+        ),
+        inbox=inbox,
+        url_guard=url_guard,
+        outbound=outbound,
+        webhook_endpoints=WebhookEndpointService(
+            sessions=sessions,
+            clock=clock,
+            guard=url_guard,
+            deliveries=outbound,
+            secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
+        ),
+        webhook_sender=webhook_sender,
+    )
