@@ -1,0 +1,155 @@
+"""The journal is append-only double entry, and the database itself says so."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from core.db import transaction
+from ledger.errors import IdempotencyKeyReused, UnbalancedEntry
+from ledger.journal import EntryDraft, Line, post_entry
+from ledger.reads import LedgerReads
+from ledger.service import org_account, post_dues_accrual, receivable
+from ledger.states import AccountKind, EntryKind
+from vznos.container import Container
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+MEMBER = uuid.UUID(int=1)
+ORG = uuid.UUID(int=2)
+
+
+@pytest.fixture(autouse=True)
+def member_and_org(container: Container) -> None:
+    """The member and organisation the entries below belong to (the journal references them)."""
+    with container.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO organizations (id, code, name, timezone)"
+                " VALUES (:org, 'org-j', 'Journal test', 'Europe/Moscow')"
+            ),
+            {"org": ORG},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO members (id, external_id, organization_id, full_name, created_at,"
+                " updated_at) VALUES (:m, 'm-j', :org, 'Test', now(), now())"
+            ),
+            {"m": MEMBER, "org": ORG},
+        )
+
+
+def draft(key: str, amount: int, *, counter: int | None = None) -> EntryDraft:
+    return EntryDraft(
+        idempotency_key=key,
+        kind=EntryKind.ADJUSTMENT,
+        occurred_at=NOW,
+        organization_id=ORG,
+        member_id=MEMBER,
+        source_type="test",
+        source_id=key,
+        description="test",
+        lines=(
+            Line(receivable(MEMBER), amount),
+            Line(org_account(ORG, AccountKind.DUES_INCOME), -(counter if counter else amount)),
+        ),
+    )
+
+
+def test_an_entry_posts_once_per_key(container: Container) -> None:
+    with transaction(container.sessions) as session:
+        first = post_entry(session, draft("k-1", 35000), recorded_at=NOW).entry_id
+    with transaction(container.sessions) as session:
+        assert post_entry(session, draft("k-1", 35000), recorded_at=NOW).entry_id == first
+    with pytest.raises(IdempotencyKeyReused), transaction(container.sessions) as session:
+        post_entry(session, draft("k-1", 40000), recorded_at=NOW)
+    assert LedgerReads(container.sessions).member_account(MEMBER).balance_kopecks == 35000
+
+
+def test_an_unbalanced_entry_is_refused_in_code(container: Container) -> None:
+    with pytest.raises(UnbalancedEntry), transaction(container.sessions) as session:
+        post_entry(session, draft("k-2", 35000, counter=34999), recorded_at=NOW)
+
+
+def test_an_accrual_posts_once_per_member_and_month(container: Container) -> None:
+    for source in ("charge-a", "charge-b"):
+        with transaction(container.sessions) as session:
+            post_dues_accrual(
+                session,
+                member_id=MEMBER,
+                organization_id=ORG,
+                period_month=date(2026, 11, 1),
+                amount_kopecks=35000,
+                occurred_at=NOW,
+                recorded_at=NOW,
+                source_type="charge",
+                source_id=source,
+            )
+    account = LedgerReads(container.sessions).member_account(MEMBER)
+    assert [line.amount_kopecks for line in account.lines] == [35000]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_postings SET amount_kopecks = 1",
+        "DELETE FROM ledger_postings",
+        "UPDATE ledger_entries SET description = 'edited'",
+        "DELETE FROM ledger_entries",
+    ],
+)
+def test_the_database_refuses_to_edit_the_journal(container: Container, statement: str) -> None:
+    with transaction(container.sessions) as session:
+        post_entry(session, draft("k-3", 35000), recorded_at=NOW)
+    with pytest.raises(DBAPIError, match="append-only"), container.engine.begin() as connection:
+        connection.execute(text(statement))
+
+
+def test_the_database_refuses_an_entry_that_does_not_balance(container: Container) -> None:
+    with transaction(container.sessions) as session:
+        post_entry(session, draft("k-4", 35000), recorded_at=NOW)
+    with container.engine.connect() as connection:
+        accounts = connection.execute(text("SELECT id FROM ledger_accounts ORDER BY kind")).all()
+    entry_id = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="does not balance"), container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind, occurred_at,"
+                " recorded_at, booked_period, source_type, source_id, description)"
+                " VALUES (:id, 'raw', 'x', 'adjustment', now(), now(), '2026-11-01', 't', 't', 't')"
+            ),
+            {"id": entry_id},
+        )
+        for account, amount in ((accounts[0].id, 100), (accounts[1].id, -99)):
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_postings (entry_id, account_id, amount_kopecks, currency,"
+                    " occurred_at) VALUES (:e, :a, :m, 'RUB', now())"
+                ),
+                {"e": entry_id, "a": account, "m": amount},
+            )
+
+
+def test_the_database_refuses_a_posting_in_another_currency(container: Container) -> None:
+    with transaction(container.sessions) as session:
+        post_entry(session, draft("k-5", 35000), recorded_at=NOW)
+    with container.engine.connect() as connection:
+        account = connection.execute(text("SELECT id FROM ledger_accounts LIMIT 1")).scalar_one()
+    with pytest.raises(DBAPIError, match="currency"), container.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO ledger_postings (entry_id, account_id, amount_kopecks, currency,"
+                " occurred_at) SELECT id, :a, 1, 'USD', now() FROM ledger_entries LIMIT 1"
+            ),
+            {"a": account},
+        )
+
+
+def test_a_counterparty_is_required_exactly_for_debts_between_levels() -> None:
+    with pytest.raises(ValueError, match="counterparty"):
+        org_account(ORG, AccountKind.PAYABLE_UPWARD)
+    with pytest.raises(ValueError, match="counterparty"):
+        org_account(ORG, AccountKind.BANK, counterparty_id=MEMBER)
