@@ -1,0 +1,94 @@
+"""Events are written in the same transaction as the change, with thin payloads."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.db import transaction
+from core.outbox import Event, EventType, emit
+from members.service import Principal
+from payments.charges.models import Charge
+from payments.charges.service import ChargeService
+from payments.charges.states import ChargeKind, ChargeStatus
+from payments.subscriptions.models import Subscription
+from tests.conftest import Subscribe
+from vznos.container import Container
+from webhooks.outbound.catalog import EMITTED, PAYLOADS
+
+
+def _events(container: Container) -> list[Event]:
+    with container.sessions() as session:
+        return list(session.scalars(select(Event).order_by(Event.sequence)))
+
+
+def test_a_rolled_back_transaction_leaves_no_event(container: Container, org_id: Any) -> None:
+    with pytest.raises(RuntimeError), transaction(container.sessions) as session:
+        emit(
+            session,
+            type=EventType.PAYMENT_SUCCEEDED,
+            organization_id=org_id,
+            occurred_at=container.clock.now(),
+            payload={},
+        )
+        session.flush()
+        raise RuntimeError("the change failed")
+    assert _events(container) == []
+
+
+def test_subscribing_paying_declining_and_canceling_emit_thin_events(
+    container: Container, subscribe: Subscribe, principal: Principal
+) -> None:
+    subscription_id = subscribe("m-7")
+    now = container.clock.now()
+    # A later month's charge is declined: the same transaction fails it and records events.
+    with transaction(container.sessions) as session:
+        subscription = session.get(Subscription, subscription_id)
+        assert subscription is not None
+        charge = Charge(
+            id=subscription_id,
+            subscription_id=subscription_id,
+            member_id=subscription.member_id,
+            organization_id=subscription.organization_id,
+            period_month=date(2027, 1, 1),
+            kind=ChargeKind.RECURRING,
+            status=ChargeStatus.PENDING,
+            amount_kopecks=35000,
+            currency="RUB",
+            created_at=now,
+        )
+        session.add(charge)
+        session.flush()
+        ChargeService._fail_charge(charge, subscription, "insufficient_funds", now)
+    container.subscriptions.cancel(principal, subscription_id)
+
+    events = _events(container)
+    assert [e.type for e in events] == [
+        "subscription.activated",
+        "payment.succeeded",
+        "payment.failed",
+        "subscription.past_due",
+        "subscription.canceled",
+    ]
+    activated, paid, failed, past_due, canceled = events
+    assert activated.payload["previous_status"] == "pending_confirmation"
+    assert paid.payload["amount"] == {"value": "350.00", "currency": "RUB"}
+    assert paid.payload["member_external_id"] == "m-7"
+    assert paid.payload["gateway_payment_id"]
+    assert failed.payload["reason"] == "insufficient_funds"
+    assert failed.payload["period"] == "2027-01"
+    assert past_due.payload["status"] == "past_due"
+    assert canceled.payload["cause"] == "by_crm"
+    for event in events:
+        assert event.organization_id == principal.organization_id
+        text = json.dumps(event.payload, ensure_ascii=False)
+        assert "Анна" not in text and "Смирнова" not in text and "@" not in text
+
+
+def test_every_catalogued_type_documents_its_payload() -> None:
+    assert set(PAYLOADS) == set(EventType)
+    assert set(EventType) >= EMITTED

@@ -1,0 +1,67 @@
+"""The event catalogue the CRM subscribes to, with each payload's shape.
+
+Every delivery body is the envelope
+`{"id", "type", "occurred_at", "organization_id", "data"}`, where `id` is also the
+`webhook-id` header. Payloads are thin on purpose (Standard Webhooks' advice, and union
+membership is sensitive): ids, the CRM's own member id, amounts as
+`{"value": "350.00", "currency": "RUB"}`, statuses, periods and reasons. Never names, emails
+or phones; the CRM reads those through the authenticated API.
+"""
+
+from __future__ import annotations
+
+from core.outbox import EventType
+
+_SUBSCRIPTION = (
+    "subscription_id, member_id, member_external_id, status, previous_status, "
+    "amount {value, currency}, billing_day"
+)
+_PAYMENT = (
+    "charge_id, subscription_id, member_id, member_external_id, period (YYYY-MM), "
+    "amount {value, currency}, gateway_payment_id"
+)
+
+PAYLOADS: dict[EventType, str] = {
+    EventType.SUBSCRIPTION_ACTIVATED: _SUBSCRIPTION
+    + " — the first payment went through, or a past-due subscription was paid",
+    EventType.SUBSCRIPTION_PAST_DUE: _SUBSCRIPTION + " — a monthly charge was declined",
+    EventType.SUBSCRIPTION_CANCELED: _SUBSCRIPTION + ", cause (by_crm | first_payment_failed)",
+    EventType.SUBSCRIPTION_NEEDS_PAYMENT_METHOD: _SUBSCRIPTION
+    + ", reason — the saved card can no longer be charged",
+    EventType.SUBSCRIPTION_PAUSED: _SUBSCRIPTION + ", paused_until",
+    EventType.CHARGE_UPCOMING: (
+        "subscription_id, member_id, member_external_id, period, amount {value, currency}, "
+        "charge_on (date)"
+    ),
+    EventType.PAYMENT_SUCCEEDED: _PAYMENT + ", status = succeeded",
+    EventType.PAYMENT_FAILED: _PAYMENT + ", status = failed, reason (the decline reason)",
+    EventType.PAYMENT_REFUNDED: _PAYMENT + ", refund_id, refunded {value, currency}",
+    EventType.CARD_EXPIRING: (
+        "subscription_id, member_id, member_external_id, card {last4, expiry_month, expiry_year}"
+    ),
+    EventType.MEMBER_ARREARS_CHANGED: (
+        "member_id, member_external_id, arrears {value, currency}, months_in_arrears"
+    ),
+    EventType.WEBHOOK_ENDPOINT_DISABLED: "endpoint_id, reason (gone | failing), failing_since",
+}
+
+# What the code emits today; the rest arrive with the features behind them.
+EMITTED: frozenset[EventType] = frozenset(
+    {
+        EventType.SUBSCRIPTION_ACTIVATED,
+        EventType.SUBSCRIPTION_PAST_DUE,
+        EventType.SUBSCRIPTION_CANCELED,
+        EventType.PAYMENT_SUCCEEDED,
+        EventType.PAYMENT_FAILED,
+        EventType.WEBHOOK_ENDPOINT_DISABLED,
+    }
+)
+
+
+def describe() -> str:
+    """The catalogue as Markdown, for the API documentation."""
+    lines = ["Event types and their `data`:", ""]
+    for event_type in EventType:
+        planned = "" if event_type in EMITTED else " *(catalogued; not emitted yet)*"
+        lines.append(f"- `{event_type}`{planned}: {PAYLOADS[event_type]}")
+    return "\n".join(lines)
