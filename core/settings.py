@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     webhook_read_timeout_seconds: float = 15.0
     faults: str = Field(default="", description="Comma-separated fault points (tests only).")
 
+    # Envelope encryption (core/crypto.py). Unset: a development key pair is generated once and
+    # kept in data_dir/dev-keys.env, so a local install survives restarts.
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated master keys `id:base64url(32 bytes)`, newest first; the "
+        "first encrypts, all decrypt (`vznos keys generate`, `vznos keys rotate`).",
+    )
+    blind_index_key: SecretStr | None = Field(
+        default=None,
+        description="base64url key (≥ 32 bytes) for the keyed hashes that look members up by "
+        "email or phone; separate from the master keys.",
+    )
+
     # Inbound notifications. NoDecode: the environment gives comma-separated CIDRs, not JSON.
     yookassa_notification_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
         default=parse_networks(YOOKASSA_NOTIFICATION_NETWORKS),

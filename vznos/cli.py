@@ -28,6 +28,8 @@ webhooks_app = typer.Typer(no_args_is_help=True, help="Gateway notifications.")
 inbox_app = typer.Typer(no_args_is_help=True, help="The inbox of notifications received.")
 webhooks_app.add_typer(inbox_app, name="inbox")
 app.add_typer(webhooks_app, name="webhooks")
+keys_app = typer.Typer(no_args_is_help=True, help="Master keys: generate, rotate, status.")
+app.add_typer(keys_app, name="keys")
 
 Host = Annotated[str | None, typer.Option(help="Interface to listen on")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on")]
@@ -317,6 +319,19 @@ def inbox_reprocess(
         typer.echo(f"inbox item {item.id} not processed: {item.last_error or 'unknown error'}")
         raise typer.Exit(code=1)
     typer.echo(f"inbox item {item.id} processed ({item.event} {item.object_id})")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    key_id: Annotated[str, typer.Argument(help="Id of the new master key, e.g. 2026-11")],
+) -> None:
+    """Print a new master key entry to put FIRST in VZNOS_MASTER_KEY (then `vznos keys rotate`)."""
+    from core.crypto import KeyConfigurationError, MasterKey
+
+    try:
+        typer.echo(MasterKey.generate(key_id).export())
+    except KeyConfigurationError as exc:
+        _fail(str(exc))
 
 
 @app.command()

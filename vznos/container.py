@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock, SystemClock
+from core.crypto import KeyRing
 from core.db import make_engine, make_sessions
 from core.faults import FaultPoints
 from core.queue import TaskQueue
@@ -31,6 +32,7 @@ from vznos.broker import (
     build_broker,
     register,
 )
+from vznos.keys import build_keyring
 from webhooks.inbound.policy import InboundPolicy
 from webhooks.inbound.service import TASK_PROCESS, InboxService
 from webhooks.outbound.delivery import TASK_DELIVER, OutboundDeliveries
@@ -48,6 +50,7 @@ class GatewayConfig:
 @dataclass
 class Container:
     settings: Settings
+    keyring: KeyRing
     database_url: str
     engine: Engine
     sessions: sessionmaker[Session]
@@ -87,8 +90,10 @@ def build_container(
     clock: Clock | None = None,
     broker: dramatiq.Broker | None = None,
     faults: FaultPoints | None = None,
+    keyring: KeyRing | None = None,
 ) -> Container:
     clock = clock or SystemClock()
+    keyring = keyring or build_keyring(settings)
     engine = make_engine(database_url)
     sessions = make_sessions(engine)
     broker = broker or build_broker(settings.broker_url)
@@ -152,6 +157,7 @@ def build_container(
     )
     return Container(
         settings=settings,
+        keyring=keyring,
         database_url=database_url,
         engine=engine,
         sessions=sessions,

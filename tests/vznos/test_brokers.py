@@ -51,6 +51,7 @@ def test_billing_runs_on_a_real_broker(
         gateway=GatewayConfig(SHOP_ID, SECRET_KEY, emulator.api_url),
         clock=container.clock,
         broker=broker,
+        keyring=container.keyring,
     )
     broker.flush_all()
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
