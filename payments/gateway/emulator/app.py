@@ -29,7 +29,8 @@ from payments.gateway.emulator.errors import (
     error_body,
     invalid,
 )
-from payments.gateway.emulator.faults import Answer, Fault, apply_fault
+from payments.gateway.emulator.faults import Answer, DropConnection, Fault, Reply, apply_fault
+from payments.gateway.emulator.notifier import NotificationFault
 from payments.gateway.emulator.state import EmulatorState
 from payments.gateway.emulator.validation import check_idempotence_key
 
@@ -50,6 +51,27 @@ class ApiCall:
 
 Operation = Callable[[ApiCall], dict[str, Any]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _DropReply(BaseException):
+    """Raised through Starlette (which only catches Exception) to the outermost layer, which
+    closes the connection without a response: the client sees a disconnect, not an HTTP error."""
+
+
+class EmulatorApp(Starlette):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except _DropReply:
+            # uvicorn hands the app its request cycle's bound `send`; the cycle owns the
+            # connection. Abort it (no bytes written) and mark it gone, so the server does not
+            # fall back to a 500 of its own.
+            cycle = getattr(send, "__self__", None)
+            transport = getattr(cycle, "transport", None)
+            if cycle is None or transport is None:
+                raise RuntimeError("cannot drop a connection outside uvicorn") from None
+            transport.abort()
+            cycle.disconnected = True
 
 
 def _json_error(exc: EmulatorError) -> JSONResponse:
@@ -105,6 +127,7 @@ def _api(state: EmulatorState, operation: Operation, *, mutating: bool) -> Endpo
         method, path = request.method, request.url.path
         call = ApiCall(shop_id, dict(request.path_params), dict(request.query_params), body, key)
         fault = state.take_fault(method, path)
+        state.note_request(method, path, key, fault.kind if fault else None)
 
         def process() -> Answer:
             try:
@@ -117,11 +140,13 @@ def _api(state: EmulatorState, operation: Operation, *, mutating: bool) -> Endpo
                 return exc.http_status, exc.body()
 
         try:
-            status, payload = await run_in_threadpool(apply_fault, fault, process)
+            reply = await run_in_threadpool(apply_fault, fault, process)
+        except DropConnection:
+            raise _DropReply from None
         except Exception:
             logger.exception("emulator failed on %s %s", method, path)
-            status, payload = 500, error_body("internal_server_error", "Emulator failure")
-        return JSONResponse(payload, status_code=status)
+            reply = Reply(500, error_body("internal_server_error", "Emulator failure"), {})
+        return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
     return endpoint
 
@@ -190,7 +215,11 @@ def _checkout_routes(state: EmulatorState, templates: Jinja2Templates) -> list[R
         status: int,
         form: dict[str, str] | None = None,
     ) -> Response:
-        name = "checkout.html" if view is not None and view["pending"] else "message.html"
+        name = "message.html"
+        if view is not None and view.get("challenge"):
+            name = "three_ds.html"
+        elif view is not None and view["pending"]:
+            name = "checkout.html"
         context = {
             "view": view,
             "error": error,
@@ -237,8 +266,22 @@ def _checkout_routes(state: EmulatorState, templates: Jinja2Templates) -> list[R
 
         return endpoint
 
+    async def three_ds(request: Request) -> Response:
+        object_id = request.path_params["id"]
+        form = await request.form()
+        confirmed = str(form.get("action") or "confirm") == "confirm"
+        try:
+            return_url = await run_in_threadpool(state.checkout_three_ds, object_id, confirmed)
+        except CheckoutError as exc:
+            return render(request, None, exc.message, exc.http_status)
+        if return_url:
+            return RedirectResponse(return_url, status_code=303)
+        view = await run_in_threadpool(state.checkout_view, "payment", object_id)
+        return render(request, view, None, 200)
+
     return [
         Route("/checkout/payment-methods/{id}", page("payment_method"), methods=["GET", "POST"]),
+        Route("/checkout/{id}/3ds", three_ds, methods=["POST"]),
         Route("/checkout/{id}", page("payment"), methods=["GET", "POST"]),
     ]
 
@@ -273,6 +316,24 @@ def _control_routes(state: EmulatorState) -> list[Route]:
             state.inject_fault(Fault.from_json(body))
         return {"items": [f.as_json() for f in state.pending_faults()]}
 
+    def notification_faults(request: Request, body: dict[str, Any]) -> Any:
+        if request.method == "DELETE":
+            state.notifier.clear_faults()
+        elif request.method == "POST":
+            state.script_notifications(NotificationFault.from_json(body))
+        return {"items": [f.as_json() for f in state.notifier.pending_faults()]}
+
+    def options(request: Request, body: dict[str, Any]) -> Any:
+        value = body.get("three_ds_step")
+        if value is not None and not isinstance(value, bool):
+            raise ValueError("three_ds_step must be true or false")
+        return state.set_options(three_ds_step=value)
+
+    def journal(_: Request, __: dict[str, Any]) -> Any:
+        return {
+            "items": [dict(r, at=r["at"].isoformat()) for r in state.requests()],
+        }
+
     def notification_url(_: Request, body: dict[str, Any]) -> Any:
         state.set_notification_url(str(body["shop_id"]), body.get("url"))
         return {"shop_id": body["shop_id"], "url": body.get("url")}
@@ -299,6 +360,13 @@ def _control_routes(state: EmulatorState) -> list[Route]:
         Route("/_emulator/payment_methods/{id}/outcomes", control(outcomes), methods=["POST"]),
         Route("/_emulator/faults", control(faults), methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/notification-url", control(notification_url), methods=["POST"]),
+        Route(
+            "/_emulator/notification-faults",
+            control(notification_faults),
+            methods=["GET", "POST", "DELETE"],
+        ),
+        Route("/_emulator/options", control(options), methods=["GET", "POST"]),
+        Route("/_emulator/requests", control(journal), methods=["GET"]),
         Route("/_emulator/payments/{id}/settle", control(settle), methods=["POST"]),
         Route("/_emulator/clock/advance", control(advance_clock), methods=["POST"]),
         Route("/_emulator/notifications/flush", control(flush), methods=["POST"]),
@@ -323,6 +391,6 @@ def create_emulator_app(state: EmulatorState) -> Starlette:
         404: _http_error,
         405: _http_error,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = EmulatorApp(routes=routes, exception_handlers=handlers)
     app.state.emulator = state
     return app

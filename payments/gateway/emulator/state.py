@@ -17,13 +17,20 @@ from typing import Any
 
 from core.clock import Clock, SystemClock
 from payments.gateway.emulator import objects
-from payments.gateway.emulator.cards import DECLINE_REASONS, card_expired, parse_card, party_for
+from payments.gateway.emulator.cards import (
+    DECLINE_REASONS,
+    TEST_CARDS,
+    KnownCard,
+    card_expired,
+    parse_card,
+    party_for,
+)
 from payments.gateway.emulator.errors import CheckoutError, EmulatorError, invalid, not_found
 from payments.gateway.emulator.faults import Fault, FaultRegistry
 from payments.gateway.emulator.idempotency import IdempotencyStore, fingerprint
 from payments.gateway.emulator.listing import page as list_page
 from payments.gateway.emulator.listing import parse_query, parse_time
-from payments.gateway.emulator.notifier import Notifier
+from payments.gateway.emulator.notifier import NotificationFault, Notifier
 from payments.gateway.emulator.records import (
     STATE_VERSION,
     Record,
@@ -76,6 +83,9 @@ class EmulatorState:
         self._idem = IdempotencyStore()
         self._outcomes: dict[str, list[str]] = {}
         self._notify_urls: dict[str, str] = {}
+        self._journal: list[dict[str, Any]] = []
+        # Off by default: a 3-D Secure card then pays in one step, as the first tests expect.
+        self.three_ds_step = False
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
@@ -118,6 +128,35 @@ class EmulatorState:
     def take_fault(self, method: str, path: str) -> Fault | None:
         return self._faults.take(method, path)
 
+    def script_notifications(self, fault: NotificationFault) -> None:
+        self.notifier.script(fault)
+
+    def set_options(self, *, three_ds_step: bool | None = None) -> dict[str, Any]:
+        """Behaviour switched per test: with `three_ds_step` a 3-D Secure test card shows the
+        issuer's confirmation page before the payment completes."""
+        with self._lock:
+            if three_ds_step is not None:
+                self.three_ds_step = three_ds_step
+            return {"three_ds_step": self.three_ds_step}
+
+    def note_request(self, method: str, path: str, key: str | None, fault: str | None) -> None:
+        """The request journal: every API call with its key and the emulated time, so tests can
+        check e.g. that no create was replayed with a key older than 23 h."""
+        with self._lock:
+            self._journal.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "idempotence_key": key,
+                    "at": self.clock.now(),
+                    "fault": fault,
+                }
+            )
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._journal]
+
     def flush_notifications(self, timeout: float = 5.0) -> None:
         self.notifier.flush(timeout)
 
@@ -133,6 +172,9 @@ class EmulatorState:
             self._idem.clear()
             self._outcomes.clear()
             self._faults.clear()
+            self._journal.clear()
+            self.notifier.clear_faults()
+            self.three_ds_step = False
             self._save()
 
     # ---- oracles ------------------------------------------------------------------------
@@ -417,6 +459,7 @@ class EmulatorState:
                 "description": obj.get("description"),
                 "return_url": rec.extra.get("return_url"),
                 "pending": obj["status"] == "pending" and "confirmation" in obj,
+                "challenge": "challenge" in rec.extra and obj["status"] == "pending",
             }
 
     def checkout_payment(
@@ -433,27 +476,71 @@ class EmulatorState:
                 raise CheckoutError(
                     "Платёж уже не ожидает оплаты / This payment is no longer awaiting payment", 409
                 )
+            if "challenge" in rec.extra:
+                raise CheckoutError(
+                    "Подтвердите платёж кодом из SMS / Confirm the payment with the code", 409
+                )
             entered = parse_card(number, expiry_month, expiry_year, csc, self.clock.now())
+            if self.three_ds_step and entered.card.three_d_secure:
+                # The issuer's 3-D Secure page comes next; nothing is decided before it.
+                rec.extra["challenge"] = {
+                    "card": entered.as_json(),
+                    "number": entered.card.number,
+                    "masked": entered.masked,
+                }
+                self._save()
+                logger.info("checkout of payment %s: 3-D Secure step", payment_id)
+                return None
+            return self._complete_checkout(rec, entered.card, entered.as_json(), entered.masked)
+
+    def checkout_three_ds(self, payment_id: str, confirmed: bool) -> str | None:
+        """The member answers the issuer's 3-D Secure page: confirms, or gives up. A 3-D Secure
+        failure test card fails here whatever the member does."""
+        with self._lock:
+            self._tick()
+            rec = self._payments.get(payment_id)
+            if rec is None:
+                raise CheckoutError("Платёж не найден / Payment not found", 404)
+            challenge = rec.extra.get("challenge")
+            if rec.obj["status"] != "pending" or challenge is None:
+                raise CheckoutError(
+                    "Платёж уже не ожидает подтверждения / "
+                    "This payment is no longer awaiting confirmation",
+                    409,
+                )
+            del rec.extra["challenge"]
+            known = TEST_CARDS[challenge["number"]]
+            if not confirmed:
+                known = KnownCard(
+                    known.number, known.network, True, "payment_network", "3d_secure_failed"
+                )
+            return self._complete_checkout(rec, known, challenge["card"], challenge["masked"])
+
+    def _complete_checkout(
+        self, rec: Record, known: KnownCard, card: dict[str, Any], masked: str
+    ) -> str | None:
+        with self._lock:
+            obj = rec.obj
+            payment_id = obj["id"]
             return_url: str | None = rec.extra.get("return_url")
-            card = entered.as_json()
             save = bool(rec.extra.get("save"))
-            if entered.card.declines:
-                assert entered.card.decline_party and entered.card.decline_reason
+            if known.declines:
+                assert known.decline_party and known.decline_reason
                 obj["payment_method"] = objects.bank_card_method(
                     payment_id, card, False, "inactive"
                 )
-                objects.mark_canceled(obj, entered.card.decline_party, entered.card.decline_reason)
+                objects.mark_canceled(obj, known.decline_party, known.decline_reason)
             else:
                 obj["payment_method"] = objects.bank_card_method(
                     payment_id, card, save, "active" if save else "inactive"
                 )
-                self._finish(rec, "succeeded", entered.card.three_d_secure)
+                self._finish(rec, "succeeded", known.three_d_secure)
                 if save:
                     method = objects.bank_card_method(payment_id, card, True, "active")
                     method["holder"] = {"account_id": rec.shop_id}
                     self._new_record(self._methods, rec.shop_id, method)
             logger.info(
-                "checkout of payment %s with card %s: %s", payment_id, entered.masked, obj["status"]
+                "checkout of payment %s with card %s: %s", payment_id, masked, obj["status"]
             )
             self._emit_payment(rec)
             self._save()

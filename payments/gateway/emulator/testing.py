@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 SUCCESS_CARD = "5555555555554444"
+THREE_DS_FIELD = "three_ds_code"
 
 
 def complete_checkout(
@@ -21,15 +22,25 @@ def complete_checkout(
     expiry_year: str = "2030",
     csc: str = "123",
     timeout: float = 10.0,
+    three_ds: str = "confirm",
 ) -> httpx.Response:
-    """Submits the checkout form as a member would; a success answers 303 to the return_url."""
+    """Submits the checkout form as a member would; a success answers 303 to the return_url.
+    When the issuer's 3-D Secure page follows, answers it too (`confirm` or `cancel`)."""
     form = {
         "card_number": card_number,
         "expiry_month": expiry_month,
         "expiry_year": expiry_year,
         "csc": csc,
     }
-    return httpx.post(confirmation_url, data=form, follow_redirects=False, timeout=timeout)
+    answer = httpx.post(confirmation_url, data=form, follow_redirects=False, timeout=timeout)
+    if answer.status_code == 200 and THREE_DS_FIELD in answer.text:
+        answer = httpx.post(
+            confirmation_url.rstrip("/") + "/3ds",
+            data={THREE_DS_FIELD: "123456", "action": three_ds},
+            follow_redirects=False,
+            timeout=timeout,
+        )
+    return answer
 
 
 @dataclass
