@@ -135,9 +135,13 @@ class DuesMonth(Base):
     __table_args__ = (
         CheckConstraint("paid_kopecks >= 0 AND paid_kopecks <= accrued_kopecks", name="paid_range"),
         CheckConstraint("accrued_kopecks >= 0", name="accrued_not_negative"),
+        # The unpaid months only, covering what arrears reads need: the arrears list and a
+        # member's oldest unpaid month are index-only scans, however many months were paid.
         Index(
             "ix_ledger_dues_months_unpaid",
             "member_id",
+            "period_month",
+            postgresql_include=["organization_id", "accrued_kopecks", "paid_kopecks"],
             postgresql_where=text("paid_kopecks < accrued_kopecks"),
         ),
     )
