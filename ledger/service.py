@@ -225,6 +225,150 @@ def post_card_payment(
     ).entry_id
 
 
+def card_refund_key(refund_id: str) -> str:
+    return f"refund:{refund_id}"
+
+
+def post_card_refund(
+    session: Session,
+    *,
+    refund_id: str,
+    gateway_payment_id: str,
+    member_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    amount_kopecks: int,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    timezone: str = DEFAULT_TIMEZONE,
+    created_by: str | None = None,
+) -> Posted:
+    """The acquirer gave (part of) a card payment back to the member: a reversing entry takes
+    the credit back from the member's receivable and the money out of the acquirer's clearing
+    account, and the higher levels give back the same proportion of their share.
+
+    Posted once per refund (keyed by it); a late fact, so a closed month books it in the next
+    open one. The acquirer keeps its fee on the original payment (YooKassa returns none)."""
+    if amount_kopecks <= 0:
+        raise ValueError("a refund amount must be positive")
+    payment_entry = session.scalar(
+        select(JournalEntry).where(
+            JournalEntry.idempotency_key == card_payment_key(gateway_payment_id)
+        )
+    )
+    key = card_refund_key(refund_id)
+    posted = post_entry(
+        session,
+        EntryDraft(
+            idempotency_key=key,
+            kind=EntryKind.REVERSAL,
+            occurred_at=occurred_at,
+            organization_id=organization_id,
+            member_id=member_id,
+            timezone=timezone,
+            channel=Channel.CARD,
+            source_type="refund",
+            source_id=refund_id,
+            description=f"Card refund of payment {gateway_payment_id}"[:500],
+            created_by=created_by,
+            lines=(
+                Line(receivable(member_id), amount_kopecks),
+                Line(org_account(organization_id, AccountKind.ACQUIRER_CLEARING), -amount_kopecks),
+            ),
+        ),
+        recorded_at=recorded_at,
+    )
+    if posted.created and payment_entry is not None:
+        _unsplit_refund(
+            session,
+            key=f"split:{key}",
+            payment_entry=payment_entry,
+            amount_kopecks=amount_kopecks,
+            occurred_at=occurred_at,
+            timezone=timezone,
+            recorded_at=recorded_at,
+            source_id=str(posted.entry_id),
+        )
+    return posted
+
+
+def _unsplit_refund(
+    session: Session,
+    *,
+    key: str,
+    payment_entry: JournalEntry,
+    amount_kopecks: int,
+    occurred_at: datetime,
+    timezone: str,
+    recorded_at: datetime,
+    source_id: str,
+) -> None:
+    """Give back each higher level's share of a refunded amount, in the proportions the
+    payment was split by (so a full refund undoes the split to the kopeck)."""
+    split = session.scalar(
+        select(JournalEntry).where(
+            JournalEntry.idempotency_key == f"split:{payment_entry.idempotency_key}"
+        )
+    )
+    if split is None or payment_entry.organization_id is None:
+        return
+    org_id = payment_entry.organization_id
+    rows = session.execute(
+        select(Account, Posting.amount_kopecks)
+        .join(Posting, Posting.account_id == Account.id)
+        .where(
+            Posting.entry_id == split.id,
+            Account.kind == AccountKind.PAYABLE_UPWARD,
+            Account.owner_id == org_id,
+        )
+        .order_by(Posting.id)
+    ).all()
+    shares = [(account.counterparty_id, -amount) for account, amount in rows if amount < 0]
+    paid = -sum(
+        session.scalars(
+            select(Posting.amount_kopecks)
+            .join(Account, Account.id == Posting.account_id)
+            .where(
+                Posting.entry_id == payment_entry.id,
+                Account.kind == AccountKind.MEMBER_DUES_RECEIVABLE,
+            )
+        )
+    )
+    shared = sum(part for _, part in shares)
+    if not shares or paid <= 0 or shared > paid:
+        return
+    parts = allocate(amount_kopecks, [part for _, part in shares] + [paid - shared])
+    lines: list[Line] = []
+    for (upper, _), part in zip(shares, parts, strict=False):
+        if part == 0 or upper is None:
+            continue
+        lines += [
+            Line(org_account(org_id, AccountKind.DUES_INCOME), -part),
+            Line(org_account(org_id, AccountKind.PAYABLE_UPWARD, counterparty_id=upper), part),
+            Line(
+                org_account(upper, AccountKind.RECEIVABLE_FROM_BELOW, counterparty_id=org_id),
+                -part,
+            ),
+            Line(org_account(upper, AccountKind.DUES_INCOME), part),
+        ]
+    if not lines:
+        return
+    post_entry(
+        session,
+        EntryDraft(
+            idempotency_key=key,
+            kind=EntryKind.REVERSAL,
+            occurred_at=occurred_at,
+            organization_id=org_id,
+            timezone=timezone,
+            source_type="entry",
+            source_id=source_id,
+            description="Refunded dues taken back from the higher levels",
+            lines=tuple(lines),
+        ),
+        recorded_at=recorded_at,
+    )
+
+
 # -- the split between union levels ---------------------------------------------------------
 
 

@@ -12,6 +12,8 @@ from core.http import install_problem_handlers, problem, problem_responses
 from members import endpoints as members_endpoints
 from members.dues import endpoints as dues_endpoints
 from members.service import Principal
+from payments.history import endpoints as payments_endpoints
+from payments.refunds import endpoints as refunds_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
 from vznos.container import Container
 from vznos.migrate import current_revision, head_revision
@@ -81,6 +83,12 @@ def create_app(container: Container) -> FastAPI:
         subscriptions_endpoints.build_router(
             subscriptions=container.subscriptions, principal=principal
         )
+    )
+    app.include_router(
+        payments_endpoints.build_router(payments=container.payments, principal=principal)
+    )
+    app.include_router(
+        refunds_endpoints.build_router(refunds=container.refunds, principal=principal)
     )
     app.include_router(
         dues_endpoints.build_router(

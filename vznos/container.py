@@ -23,6 +23,8 @@ from members.service import AccessService, MemberService, OrganizationService
 from payments.charges.billing import BillingService
 from payments.charges.service import TASK_RESOLVE, TASK_SUBMIT, ChargeService
 from payments.gateway.yookassa import SingleShopDirectory, YooKassaGateway
+from payments.history.service import PaymentReads
+from payments.refunds.service import TASK_RESOLVE_REFUND, TASK_SUBMIT_REFUND, RefundService
 from payments.subscriptions.service import SubscriptionService
 from vznos.broker import (
     QUEUE_PAYMENTS,
@@ -68,6 +70,8 @@ class Container:
     charges: ChargeService
     billing: BillingService
     subscriptions: SubscriptionService
+    payments: PaymentReads
+    refunds: RefundService
     inbox: InboxService
     url_guard: UrlGuard
     outbound: OutboundDeliveries
@@ -116,11 +120,19 @@ def build_container(
         faults=faults,
         key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
     )
+    refunds = RefundService(
+        sessions=sessions,
+        clock=clock,
+        gateways=gateways,
+        queue=queue,
+        key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
+    )
     inbox = InboxService(
         sessions=sessions,
         clock=clock,
         queue=queue,
         charges=charges,
+        refunds=refunds,
         default_shop_id=gateway.shop_id,
         policy=InboundPolicy.from_settings(settings),
     )
@@ -143,6 +155,8 @@ def build_container(
         [
             TaskSpec(TASK_SUBMIT, QUEUE_PAYMENTS, charges.submit, "attempt_id"),
             TaskSpec(TASK_RESOLVE, QUEUE_PAYMENTS, charges.resolve, "attempt_id"),
+            TaskSpec(TASK_SUBMIT_REFUND, QUEUE_PAYMENTS, refunds.submit, "refund_id"),
+            TaskSpec(TASK_RESOLVE_REFUND, QUEUE_PAYMENTS, refunds.resolve, "refund_id"),
             TaskSpec(TASK_PROCESS, QUEUE_WEBHOOKS, inbox.process, "inbox_id"),
             # The retry schedule lives in the database; dramatiq retries only cover crashes.
             TaskSpec(
@@ -179,6 +193,8 @@ def build_container(
         subscriptions=SubscriptionService(
             sessions=sessions, clock=clock, gateways=gateways, charges=charges
         ),
+        payments=PaymentReads(sessions),
+        refunds=refunds,
         inbox=inbox,
         url_guard=url_guard,
         outbound=outbound,

@@ -8,6 +8,8 @@ from core.db import Base
 from ledger import models as ledger_models
 from members import models as members_models
 from payments.charges import models as charges_models
+from payments.refunds import models as refunds_models
+from payments.shops import models as shops_models
 from payments.subscriptions import models as subscriptions_models
 from webhooks.inbound import models as inbound_models
 from webhooks.outbound import models as outbound_models
@@ -23,5 +25,7 @@ __all__ = [
     "metadata",
     "outbound_models",
     "outbox_models",
+    "refunds_models",
+    "shops_models",
     "subscriptions_models",
 ]

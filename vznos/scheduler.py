@@ -33,6 +33,7 @@ def tick(container: Container) -> bool:
             accrue_months(container)
             container.billing.run_due()
             container.charges.sweep()
+            container.refunds.sweep()
             container.inbox.sweep()
             container.outbound.sweep()
             check_daily(container)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,19 @@ class GatewayPayment:
     cancellation_party: str | None
     cancellation_reason: str | None
     shop_id: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class GatewayRefund:
+    id: str
+    payment_id: str
+    status: str  # pending | succeeded | canceled
+    amount_kopecks: int
+    currency: str
+    metadata: dict[str, str]
+    cancellation_party: str | None
+    cancellation_reason: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -63,11 +77,20 @@ class Gateway(Protocol):
 
     def get_payment(self, payment_id: str) -> GatewayPayment: ...
 
+    def create_refund(self, idempotence_key: str, body: dict[str, Any]) -> GatewayRefund: ...
+
+    def get_refund(self, refund_id: str) -> GatewayRefund: ...
+
+    def list_refunds(self, payment_id: str) -> list[GatewayRefund]: ...
+
 
 class GatewayDirectory(Protocol):
-    """Which gateway (shop) serves an organisation. One shop per organisation comes later;
-    today every organisation uses the installation's shop."""
+    """Which gateway (shop) serves what. A payment, a saved card and a refund belong to the shop
+    that made them (`for_shop`); new payments of a member go to the shop of their organisation
+    or its nearest ancestor that has one, else the installation's (`shop_for_organization`)."""
 
     def for_shop(self, shop_id: str) -> Gateway: ...
 
     def default_shop_id(self) -> str: ...
+
+    def shop_for_organization(self, organization_id: uuid.UUID) -> str: ...

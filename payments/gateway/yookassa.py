@@ -7,16 +7,20 @@ attempt's key, and the SDK is used only to validate request bodies and parse res
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import structlog
 from yookassa.domain.request.payment_request import PaymentRequest
+from yookassa.domain.request.refund_request import RefundRequest
 from yookassa.domain.response.payment_response import PaymentResponse
+from yookassa.domain.response.refund_response import RefundResponse
 
 from payments.gateway.port import (
     GatewayPayment,
+    GatewayRefund,
     GatewayRejected,
     GatewayUnknownOutcome,
     SavedCard,
@@ -80,6 +84,25 @@ def parse_payment(raw: dict[str, Any]) -> GatewayPayment:
     )
 
 
+def parse_refund(raw: dict[str, Any]) -> GatewayRefund:
+    RefundResponse(raw)  # the SDK's own model rejects malformed objects
+    amount = raw["amount"]
+    amount_kopecks = _kopecks(amount)
+    assert amount_kopecks is not None
+    cancellation = raw.get("cancellation_details") or {}
+    return GatewayRefund(
+        id=str(raw["id"]),
+        payment_id=str(raw["payment_id"]),
+        status=str(raw["status"]),
+        amount_kopecks=amount_kopecks,
+        currency=str(amount["currency"]),
+        metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()},
+        cancellation_party=cancellation.get("party"),
+        cancellation_reason=cancellation.get("reason"),
+        raw=raw,
+    )
+
+
 class YooKassaGateway:
     def __init__(
         self,
@@ -112,6 +135,36 @@ class YooKassaGateway:
     def get_payment(self, payment_id: str) -> GatewayPayment:
         return self._parsed(self._request("GET", f"payments/{payment_id}"))
 
+    def create_refund(self, idempotence_key: str, body: dict[str, Any]) -> GatewayRefund:
+        RefundRequest(body).validate()
+        raw = self._request("POST", "refunds", json=body, idempotence_key=idempotence_key)
+        return self._parsed_refund(raw)
+
+    def get_refund(self, refund_id: str) -> GatewayRefund:
+        return self._parsed_refund(self._request("GET", f"refunds/{refund_id}"))
+
+    def list_refunds(self, payment_id: str) -> list[GatewayRefund]:
+        """Every refund of a payment, following the gateway's cursor."""
+        found: list[GatewayRefund] = []
+        params: dict[str, str] = {"payment_id": payment_id, "limit": "100"}
+        for _ in range(100):  # a payment has at most a handful of refunds; never loop forever
+            page = self._request("GET", "refunds", params=params)
+            items = page.get("items")
+            if not isinstance(items, list):
+                raise GatewayUnknownOutcome("unreadable refund list")
+            found += [self._parsed_refund(item) for item in items if isinstance(item, dict)]
+            cursor = page.get("next_cursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+            params = {**params, "cursor": cursor}
+        return found
+
+    def _parsed_refund(self, raw: dict[str, Any]) -> GatewayRefund:
+        try:
+            return parse_refund(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayUnknownOutcome(f"unreadable refund object: {exc}") from exc
+
     def _parsed(self, raw: dict[str, Any]) -> GatewayPayment:
         try:
             return parse_payment(raw)
@@ -126,10 +179,11 @@ class YooKassaGateway:
         *,
         json: dict[str, Any] | None = None,
         idempotence_key: str | None = None,
+        params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         headers = {"Idempotence-Key": idempotence_key} if idempotence_key else {}
         try:
-            response = self._client.request(method, path, json=json, headers=headers)
+            response = self._client.request(method, path, json=json, headers=headers, params=params)
         except httpx.TransportError as exc:
             log.warning("gateway.transport_error", path=path, error=type(exc).__name__)
             raise GatewayUnknownOutcome(f"{type(exc).__name__} talking to the gateway") from exc
@@ -183,6 +237,9 @@ class SingleShopDirectory:
         return self._gateway
 
     def default_shop_id(self) -> str:
+        return self._gateway.shop_id
+
+    def shop_for_organization(self, organization_id: uuid.UUID) -> str:
         return self._gateway.shop_id
 
     def close(self) -> None:

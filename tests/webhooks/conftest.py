@@ -25,6 +25,7 @@ def with_policy(container: Container, policy: InboundPolicy) -> Container:
         clock=container.clock,
         queue=container.queue,
         charges=container.charges,
+        refunds=container.refunds,
         default_shop_id=SHOP_ID,
         policy=policy,
     )

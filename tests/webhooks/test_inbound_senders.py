@@ -344,7 +344,7 @@ def test_reading_stops_at_the_limit_without_buffering_the_rest() -> None:
 # -- events Vznos does not act on yet ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("event", ["refund.succeeded", "payment_method.active"])
+@pytest.mark.parametrize("event", ["payment_method.active"])
 def test_events_without_a_handler_are_stored_and_marked_processed_out_loud(
     container: Container, workers: Workers, logs: Logs, event: str
 ) -> None:

@@ -25,6 +25,7 @@ from core.db import transaction
 from core.queue import TaskQueue
 from core.text import storable_json
 from payments.charges.service import META_ATTEMPT, ChargeService
+from payments.refunds.service import META_REFUND, RefundService
 from webhooks.inbound.errors import (
     ForbiddenSender,
     InvalidNotification,
@@ -39,9 +40,11 @@ log = structlog.get_logger("webhooks.inbound")
 SOURCE_YOOKASSA = "yookassa"
 TASK_PROCESS = "webhooks.process_inbox_item"
 PAYMENT_EVENTS = frozenset({"payment.succeeded", "payment.canceled", "payment.waiting_for_capture"})
+# YooKassa notifies only this about refunds (no refund.canceled): the sweeper polls the rest.
+REFUND_EVENTS = frozenset({"refund.succeeded"})
 # Events YooKassa sends that Vznos will act on but does not yet: stored and marked processed,
 # with a log line saying so, so nobody mistakes them for handled.
-NOT_YET_HANDLED_EVENTS = frozenset({"refund.succeeded", "payment_method.active"})
+NOT_YET_HANDLED_EVENTS = frozenset({"payment_method.active"})
 RETRY_UNPROCESSED_AFTER = timedelta(minutes=1)
 
 
@@ -104,6 +107,7 @@ class InboxService:
         clock: Clock,
         queue: TaskQueue,
         charges: ChargeService,
+        refunds: RefundService,
         default_shop_id: str,
         policy: InboundPolicy | None = None,
     ) -> None:
@@ -111,6 +115,7 @@ class InboxService:
         self._clock = clock
         self._queue = queue
         self._charges = charges
+        self._refunds = refunds
         self._default_shop_id = default_shop_id
         # Without a policy, only the gateway's published networks are believed: fail closed.
         self.policy = policy or InboundPolicy()
@@ -220,6 +225,18 @@ class InboxService:
             )
             if attempt_id is not None:
                 done = self._charges.refresh(attempt_id, obj["id"])
+        elif event in REFUND_EVENTS:
+            refund_id = self._refund_of(payload["object"])
+            if refund_id is not None:
+                done = self._refunds.refresh(refund_id, payload["object"]["id"])
+            else:
+                # Made outside Vznos (e.g. in the shop's dashboard): nothing of ours to settle;
+                # reconciliation of the gateway's lists is where it gets booked.
+                log.warning(
+                    "webhook.unknown_refund",
+                    inbox_id=str(inbox_id),
+                    object_id=payload["object"]["id"],
+                )
         elif event in NOT_YET_HANDLED_EVENTS:
             log.warning(
                 "webhook.no_handler_yet",
@@ -239,6 +256,13 @@ class InboxService:
                 item.last_error = None
             else:
                 item.last_error = "gateway unavailable; will retry"
+
+    def _refund_of(self, obj: dict[str, Any]) -> uuid.UUID | None:
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        named = metadata.get(META_REFUND) if metadata else None
+        return self._refunds.refund_for_gateway_refund(
+            obj["id"], named if isinstance(named, str) else None
+        )
 
     def sweep(self, limit: int = 500) -> int:
         """Re-drive notifications stored but not applied (a lost message, a dead worker)."""

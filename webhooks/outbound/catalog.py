@@ -35,7 +35,8 @@ PAYLOADS: dict[EventType, str] = {
     ),
     EventType.PAYMENT_SUCCEEDED: _PAYMENT + ", status = succeeded",
     EventType.PAYMENT_FAILED: _PAYMENT + ", status = failed, reason (the decline reason)",
-    EventType.PAYMENT_REFUNDED: _PAYMENT + ", refund_id, refunded {value, currency}",
+    EventType.PAYMENT_REFUNDED: _PAYMENT
+    + ", refund_id, refunded {value, currency} (this refund), refunded_total {value, currency}",
     EventType.CARD_EXPIRING: (
         "subscription_id, member_id, member_external_id, card {last4, expiry_month, expiry_year}"
     ),
@@ -53,6 +54,7 @@ EMITTED: frozenset[EventType] = frozenset(
         EventType.SUBSCRIPTION_CANCELED,
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_FAILED,
+        EventType.PAYMENT_REFUNDED,
         EventType.WEBHOOK_ENDPOINT_DISABLED,
     }
 )

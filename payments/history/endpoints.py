@@ -1,0 +1,59 @@
+"""HTTP for a member's payments. Thin: parse, call, map."""
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
+
+from core.http import problem_responses
+from members.service import Principal
+from payments.charges.states import ChargeStatus
+from payments.history.schemas import PaymentOut, PaymentPage
+from payments.history.service import MAX_PAGE, PaymentFilter, PaymentReads
+
+
+def build_router(*, payments: PaymentReads, principal: Callable[..., Principal]) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["payments"])
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @router.get("/payments", responses=problem_responses(401, 404, 422))
+    def list_payments(
+        caller: Caller,
+        member: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=128,
+                pattern=r"^[A-Za-z0-9_.:-]+$",
+                description="The member's external id (the CRM's own)",
+            ),
+        ],
+        status: Annotated[ChargeStatus | None, Query(description="Only payments in it")] = None,
+        created_from: Annotated[
+            AwareDatetime | None, Query(description="Created at or after (inclusive)")
+        ] = None,
+        created_to: Annotated[
+            AwareDatetime | None, Query(description="Created before (exclusive)")
+        ] = None,
+        starting_after: Annotated[
+            uuid.UUID | None, Query(description="The last payment id of the previous page")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+    ) -> PaymentPage:
+        """A member's card payments, newest first: amount, status, months, masked card,
+        decline reason, attempts and refunds. Page on with `starting_after`."""
+        return payments.list_for_member(
+            caller,
+            member,
+            where=PaymentFilter(status=status, created_from=created_from, created_to=created_to),
+            starting_after=starting_after,
+            limit=limit,
+        )
+
+    @router.get("/payments/{payment_id}", responses=problem_responses(401, 404, 422))
+    def get_payment(payment_id: uuid.UUID, caller: Caller) -> PaymentOut:
+        return payments.get(caller, payment_id)
+
+    return router

@@ -1,0 +1,54 @@
+"""HTTP for refunds. Thin: parse, call, map."""
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, status
+
+from core.http import problem_responses
+from members.service import Principal
+from payments.refunds.schemas import RefundCreate, RefundList, RefundOut
+from payments.refunds.service import RefundService
+
+
+def build_router(*, refunds: RefundService, principal: Callable[..., Principal]) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["payments"])
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @router.post(
+        "/payments/{payment_id}/refunds",
+        status_code=status.HTTP_201_CREATED,
+        responses=problem_responses(401, 404, 409, 422),
+    )
+    def create_refund(
+        payment_id: uuid.UUID,
+        body: RefundCreate,
+        caller: Caller,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=200,
+                description="Send the same key again to get the same refund, never a second one",
+            ),
+        ] = None,
+    ) -> RefundOut:
+        """Give (part of) a succeeded card payment back: the whole rest when `amount` is
+        omitted. The answer's `status` is `succeeded` when the gateway confirmed it at once;
+        `pending` or `submitting` settle later (read the refund again). The books get a
+        reversing entry and the CRM a `payment.refunded` event when the gateway confirms."""
+        return refunds.request(caller, payment_id, body, client_key=idempotency_key)
+
+    @router.get("/payments/{payment_id}/refunds", responses=problem_responses(401, 404, 422))
+    def list_refunds(payment_id: uuid.UUID, caller: Caller) -> RefundList:
+        return refunds.list_for_payment(caller, payment_id)
+
+    @router.get(
+        "/payments/{payment_id}/refunds/{refund_id}", responses=problem_responses(401, 404, 422)
+    )
+    def get_refund(payment_id: uuid.UUID, refund_id: uuid.UUID, caller: Caller) -> RefundOut:
+        return refunds.get(caller, payment_id, refund_id)
+
+    return router

@@ -1,0 +1,48 @@
+"""API shapes for refunds of card payments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from core.money import MoneyIn, MoneyOut
+from core.text import storable
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Annotated[
+        MoneyIn | None,
+        Field(description="How much to give back; the whole rest of the payment when omitted"),
+    ] = None
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+        AfterValidator(storable),
+        Field(
+            description="Why (kept in Vznos for the books; the gateway gets a neutral text)",
+            examples=["Взнос удержан работодателем / paid by payroll"],
+        ),
+    ]
+
+
+class RefundOut(BaseModel):
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    status: Annotated[
+        str, Field(description="created | submitting | pending | succeeded | canceled")
+    ]
+    amount: MoneyOut
+    reason: str
+    gateway_refund_id: str | None
+    cancellation_reason: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class RefundList(BaseModel):
+    data: list[RefundOut]
