@@ -1,7 +1,7 @@
 """refunds and one shop per organisation
 
 Revision ID: 0006_refunds_shops
-Revises: 0003
+Revises: 0012
 Create Date: 2026-11-23 13:20:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006_refunds_shops"
-down_revision = "0003"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
