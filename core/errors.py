@@ -18,11 +18,14 @@ class DomainError(Exception):
         *,
         field: str | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.extra = extra or {}
+        # Response headers the answer needs (Retry-After on a 409 or 429).
+        self.headers = headers or {}
 
     @property
     def type_uri(self) -> str:
@@ -71,6 +74,18 @@ class Forbidden(DomainError):
     status = 403
     type_slug = "forbidden"
     title = "Forbidden"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    type_slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    type_slug = "rate-limited"
+    title = "Too many requests"
 
 
 class ServiceUnavailable(DomainError):

@@ -60,7 +60,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             problem=exc.type_slug,
             field=exc.field,
         )
-        return JSONResponse(exc.problem(), status_code=exc.status, media_type=PROBLEM_JSON)
+        return JSONResponse(
+            exc.problem(), status_code=exc.status, media_type=PROBLEM_JSON, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

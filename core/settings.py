@@ -102,6 +102,37 @@ class Settings(BaseSettings):
     )
     webhook_max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
+    # The CRM API's contract (see README, "For CRM integrators").
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Larger JSON bodies under /v1 get 413."
+    )
+    api_max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        gt=0,
+        description="Larger file uploads (multipart, CSV) under /v1 get 413.",
+    )
+    api_rate_limit: str = Field(
+        default="50/second;2000/minute",
+        description="Requests per API key (or per address without one), `limits` notation; "
+        "past it 429 with Retry-After.",
+    )
+    api_rate_limit_storage_url: str = Field(
+        default="memory://",
+        description="Where rate-limit counters live: `memory://` (each API process counts on "
+        "its own: divide the limit by the number of processes) or `redis://…` (one count).",
+    )
+    idempotency_retention_hours: float = Field(
+        default=72.0,
+        ge=24.0,
+        description="How long an Idempotency-Key and its stored answer are kept (at least 24 h).",
+    )
+    idempotency_lock_timeout_seconds: float = Field(
+        default=90.0,
+        gt=0,
+        description="A request holding a key this long without answering is presumed dead; "
+        "the next retry runs the operation.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalize(cls, value: str | None) -> str | None:
@@ -112,6 +143,14 @@ class Settings(BaseSettings):
     def _networks(cls, value: object) -> object:
         if isinstance(value, str | list | tuple):
             return parse_networks(value)
+        return value
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # raises ValueError on a malformed rule
         return value
 
     @field_validator("broker_url")

@@ -207,10 +207,20 @@ def api_key(container: Container, org_code: str) -> str:
     return container.access.create_api_key(org_code, "tests")[1]
 
 
+def with_idempotency_key(request: httpx.Request) -> None:
+    """What a well-behaved CRM does: a fresh Idempotency-Key on every POST it did not key
+    itself (a test that needs none builds its own client)."""
+    if request.method == "POST" and "idempotency-key" not in request.headers:
+        request.headers["Idempotency-Key"] = f"test-{uuid.uuid4()}"
+
+
 @pytest.fixture
 def client(api_server: BackgroundServer, api_key: str) -> Iterator[httpx.Client]:
     with httpx.Client(
-        base_url=api_server.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+        base_url=api_server.url,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+        event_hooks={"request": [with_idempotency_key]},
     ) as http:
         yield http
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from core.http import install_problem_handlers, problem, problem_responses
+from core.idempotency import IdempotencyGuard
 from members import endpoints as members_endpoints
 from members.dues import endpoints as dues_endpoints
 from members.service import Principal
@@ -16,6 +17,7 @@ from payments.history import endpoints as payments_endpoints
 from payments.refunds import endpoints as refunds_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
 from vznos.container import Container
+from vznos.edge import apply_contract, install_edge, principal_key_id
 from vznos.migrate import current_revision, head_revision
 from webhooks.inbound import endpoints as inbound_endpoints
 from webhooks.outbound import endpoints as outbound_endpoints
@@ -71,32 +73,34 @@ def create_app(container: Container) -> FastAPI:
             return problem(503, "not-ready", "Not ready", "database migrations are not at head")
         return Health(status="ready")
 
-    app.include_router(
+    routers = [
         members_endpoints.build_router(
             members=container.members,
             organizations=container.organizations,
             ledger=container.ledger,
             principal=principal,
-        )
-    )
-    app.include_router(
+        ),
         subscriptions_endpoints.build_router(
             subscriptions=container.subscriptions, principal=principal
-        )
-    )
-    app.include_router(
-        payments_endpoints.build_router(payments=container.payments, principal=principal)
-    )
-    app.include_router(
-        refunds_endpoints.build_router(refunds=container.refunds, principal=principal)
-    )
-    app.include_router(
+        ),
+        payments_endpoints.build_router(payments=container.payments, principal=principal),
+        refunds_endpoints.build_router(refunds=container.refunds, principal=principal),
         dues_endpoints.build_router(
             dues=container.dues, treasury=container.treasury, principal=principal
+        ),
+        inbound_endpoints.build_router(inbox=container.inbox),
+        outbound_endpoints.build_router(endpoints=container.webhook_endpoints, principal=principal),
+    ]
+    # Every API route gets the contract's edge (idempotent POSTs, limits) in this one place.
+    guard = IdempotencyGuard(container.idempotency, principal_key_id)
+    for router in routers:
+        app.include_router(
+            apply_contract(
+                router,
+                guard=guard,
+                principal=principal,
+                retention_hours=container.settings.idempotency_retention_hours,
+            )
         )
-    )
-    app.include_router(inbound_endpoints.build_router(inbox=container.inbox))
-    app.include_router(
-        outbound_endpoints.build_router(endpoints=container.webhook_endpoints, principal=principal)
-    )
+    install_edge(app, container)
     return app

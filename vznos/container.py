@@ -13,6 +13,8 @@ from core.clock import Clock, SystemClock
 from core.crypto import KeyRing
 from core.db import make_engine, make_sessions
 from core.faults import FaultPoints
+from core.idempotency import IdempotencyStore
+from core.limits import RateLimiter
 from core.queue import TaskQueue
 from core.settings import Settings
 from core.ssrf import UrlGuard
@@ -77,6 +79,8 @@ class Container:
     outbound: OutboundDeliveries
     webhook_endpoints: WebhookEndpointService
     webhook_sender: WebhookSender
+    idempotency: IdempotencyStore
+    rate_limiter: RateLimiter
     extras: dict[str, object] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -206,4 +210,11 @@ def build_container(
             secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
         ),
         webhook_sender=webhook_sender,
+        idempotency=IdempotencyStore(
+            sessions,
+            clock,
+            retention=timedelta(hours=settings.idempotency_retention_hours),
+            lock_timeout=timedelta(seconds=settings.idempotency_lock_timeout_seconds),
+        ),
+        rate_limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_limit_storage_url),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import idempotency as idempotency_models
 from core import jobs as jobs_models
 from core import outbox as outbox_models
 from core.db import Base
@@ -18,6 +19,7 @@ metadata = Base.metadata
 
 __all__ = [
     "charges_models",
+    "idempotency_models",
     "inbound_models",
     "jobs_models",
     "ledger_models",

@@ -36,6 +36,7 @@ def tick(container: Container) -> bool:
             container.refunds.sweep()
             container.inbox.sweep()
             container.outbound.sweep()
+            container.idempotency.sweep()
             check_daily(container)
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": TICK_LOCK_KEY})

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, status
 
 from core.http import problem_responses
+from core.idempotency import MOVES_MONEY
 from members.dues.schemas import (
     DuesPlanIn,
     DuesPlanOut,
@@ -50,6 +51,7 @@ def build_router(
         "/members/{external_id}/payments",
         status_code=status.HTTP_201_CREATED,
         responses=problem_responses(401, 404, 409, 422),
+        openapi_extra=MOVES_MONEY,
     )
     def record_payment(external_id: ExternalId, body: ManualPaymentIn, caller: Caller) -> EntryOut:
         """Dues that arrived by payroll deduction, bank transfer or cash, recorded by a
@@ -60,6 +62,7 @@ def build_router(
         "/ledger/entries/{entry_id}/reverse",
         status_code=status.HTTP_201_CREATED,
         responses=problem_responses(401, 404, 409, 422),
+        openapi_extra=MOVES_MONEY,
     )
     def reverse_entry(entry_id: uuid.UUID, body: ReversalIn, caller: Caller) -> EntryOut:
         """Correct a mistake with an entry that posts the opposite amounts and points at it."""
@@ -88,6 +91,7 @@ def build_router(
         "/organizations/{code}/transfers",
         status_code=status.HTTP_201_CREATED,
         responses=problem_responses(401, 404, 409, 422),
+        openapi_extra=MOVES_MONEY,
     )
     def transfer_upward(code: Code, body: TransferIn, caller: Caller) -> EntryOut:
         """Money the organisation sent to a higher level, settling what it owes it."""

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from core.http import problem_responses
+from core.idempotency import MOVES_MONEY
 from members.endpoints import ExternalId
 from members.service import Principal
 from payments.subscriptions.schemas import SubscriptionCreate, SubscriptionOut
@@ -23,6 +24,7 @@ def build_router(
         "/members/{external_id}/subscriptions",
         status_code=status.HTTP_201_CREATED,
         responses=problem_responses(401, 404, 409, 422),
+        openapi_extra=MOVES_MONEY,
     )
     def start_subscription(
         external_id: ExternalId, body: SubscriptionCreate, caller: Caller
