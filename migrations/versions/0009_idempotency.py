@@ -1,7 +1,7 @@
 """idempotency keys of the CRM API
 
 Revision ID: 0009_idempotency
-Revises: 0003
+Revises: 0012
 Create Date: 2026-11-23 13:30:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009_idempotency"
-down_revision = "0003"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
