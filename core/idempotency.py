@@ -52,9 +52,10 @@ log = structlog.get_logger("idempotency")
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MIN_LENGTH = 20
-KEY_MAX_LENGTH = 255
-# Visible ASCII: what an HTTP header carries safely and a CRM generates (UUIDs, ULIDs, hashes).
-KEY_PATTERN = r"^[!-~]{20,255}$"
+KEY_MAX_LENGTH = 200
+# Visible ASCII: what an HTTP header carries safely and a CRM generates (UUIDs, ULIDs, hashes);
+# at most 200, the length a refund keeps its key in.
+KEY_PATTERN = r"^[!-~]{20,200}$"
 _KEY_RE = re.compile(KEY_PATTERN)
 # Response headers worth replaying; the rest (date, length, rate-limit counters) are per answer.
 REPLAYED_HEADERS = frozenset({"content-type", "location", "content-disposition"})

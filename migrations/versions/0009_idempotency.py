@@ -1,7 +1,7 @@
 """idempotency keys of the CRM API
 
 Revision ID: 0009_idempotency
-Revises: 0012
+Revises: 0006_refunds_shops
 Create Date: 2026-11-23 13:30:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009_idempotency"
-down_revision = "0012"
+down_revision = "0006_refunds_shops"
 branch_labels = None
 depends_on = None
 
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "idempotency_keys",
         sa.Column("principal_id", sa.Uuid(), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("method", sa.String(length=8), nullable=False),
         sa.Column("path", sa.String(length=2048), nullable=False),

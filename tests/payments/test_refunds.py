@@ -305,7 +305,7 @@ def test_the_same_idempotency_key_returns_the_same_refund(
     client: httpx.Client, container: Container, emulator: EmulatorServer, paid: str
 ) -> None:
     body = {"amount": {"value": "10.00", "currency": "RUB"}, "reason": "r"}
-    headers = {"Idempotency-Key": "crm-refund-1"}
+    headers = {"Idempotency-Key": "crm-refund-0001-of-payment"}
     first = client.post(f"/v1/payments/{paid}/refunds", json=body, headers=headers)
     second = client.post(f"/v1/payments/{paid}/refunds", json=body, headers=headers)
     assert first.status_code == second.status_code == 201
@@ -314,7 +314,7 @@ def test_the_same_idempotency_key_returns_the_same_refund(
 
     other = {**body, "amount": {"value": "20.00", "currency": "RUB"}}
     reused = client.post(f"/v1/payments/{paid}/refunds", json=other, headers=headers)
-    assert reused.status_code == 409
+    assert reused.status_code == 422
     assert reused.json()["field"] == "Idempotency-Key"
     assert len(emulator.state.refunds()) == 1
 
