@@ -12,6 +12,7 @@ The money path reads plainly (see the house style):
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from payments.charges.states import (
     charge_transition,
 )
 from payments.gateway.port import (
+    Gateway,
     GatewayDirectory,
     GatewayPayment,
     GatewayRejected,
@@ -67,6 +69,14 @@ CHECK_BACKOFF = (
     timedelta(hours=20),
 )
 CHECK_BACKOFF_CEILING = timedelta(hours=24)
+# Re-checks are spread by up to this fraction on top of the backoff or the gateway's hint, so
+# attempts that failed together (a 429 storm, an outage) do not come back together.
+CHECK_JITTER_FRACTION = 0.25
+# How long YooKassa honours an idempotence key (yookassa.md: 24 h from the first request).
+KEY_LIFETIME = timedelta(hours=24)
+# Our clock and the gateway's may disagree a little: search the payment list from a bit earlier.
+LIST_SEARCH_SLACK = timedelta(minutes=10)
+NOT_CREATED_REASON = "not_created"
 
 _GATEWAY_STATUS = {
     "pending": AttemptStatus.PENDING,
@@ -78,6 +88,15 @@ _GATEWAY_STATUS = {
 
 def next_check_delay(checks: int) -> timedelta:
     return CHECK_BACKOFF[checks] if checks < len(CHECK_BACKOFF) else CHECK_BACKOFF_CEILING
+
+
+def recheck_delay(checks: int, retry_after_seconds: float | None, rng: random.Random) -> timedelta:
+    """When to look at an unknown outcome again: the backoff for this many checks, never sooner
+    than the gateway's own hint (429 Retry-After, 202 retry_after), plus jitter on top."""
+    delay = next_check_delay(checks)
+    if retry_after_seconds is not None:
+        delay = max(delay, timedelta(seconds=retry_after_seconds))
+    return delay * (1 + rng.uniform(0, CHECK_JITTER_FRACTION))
 
 
 def payment_description(period_month: date) -> str:
@@ -189,6 +208,7 @@ class ChargeService:
         queue: TaskQueue,
         faults: FaultPoints,
         key_replay_limit: timedelta = timedelta(hours=23),
+        rng: random.Random | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -196,6 +216,7 @@ class ChargeService:
         self._queue = queue
         self._faults = faults
         self._key_replay_limit = key_replay_limit
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
 
     # -- submit ---------------------------------------------------------------------------
 
@@ -216,6 +237,7 @@ class ChargeService:
     def _send(self, attempt_id: uuid.UUID, shop_id: str, body: dict[str, Any]) -> None:
         gateway = self._gateways.for_shop(shop_id)
         try:
+            self._faults.hit("gateway.before_send")
             payment = gateway.create_payment(str(attempt_id), body)
         except GatewayUnknownOutcome as exc:
             self._note_unknown(attempt_id, str(exc), exc.retry_after_seconds)
@@ -242,31 +264,89 @@ class ChargeService:
             self.submit(attempt_id)
             return
         gateway = self._gateways.for_shop(shop_id)
+        key_age = self._clock.now() - first_sent
         try:
             if payment_id is not None:
                 payment = gateway.get_payment(payment_id)
-            elif self._clock.now() - first_sent < self._key_replay_limit:
+            elif key_age < self._key_replay_limit:
                 # The reply was lost: the same key and body return the payment it created, if any.
                 payment = gateway.create_payment(str(attempt_id), body)
             else:
-                self._note_unknown(
-                    attempt_id,
-                    "no gateway payment id and the idempotence key is too old to replay; "
-                    "needs matching against the gateway's payment list",
-                    None,
-                )
-                log.error("charge_attempt.needs_attention", attempt_id=str(attempt_id))
-                return
+                # Too old to replay: a replay near or past the gateway's 24 h would be processed
+                # as a new request and could charge a second time. Look for it instead.
+                found = self._find_in_gateway_list(gateway, attempt_id, first_sent)
+                if found is None:
+                    self._not_found_in_list(attempt_id, key_age)
+                    return
+                payment = found
         except GatewayUnknownOutcome as exc:
             self._note_unknown(attempt_id, str(exc), exc.retry_after_seconds)
             return
         except GatewayRejected as exc:
-            if payment_id is None:
+            if payment_id is None and key_age < self._key_replay_limit:
                 self._record_rejection(attempt_id, exc)
             else:
                 self._note_unknown(attempt_id, str(exc), None)
             return
+        self._faults.hit("charge.after_reply_before_commit")
         self.record(attempt_id, payment)
+
+    @staticmethod
+    def _find_in_gateway_list(
+        gateway: Gateway, attempt_id: uuid.UUID, first_sent: datetime
+    ) -> GatewayPayment | None:
+        """Every create of this attempt carried its id in metadata and went out after
+        `first_sent`; YooKassa lists by time window only, so the match is ours."""
+        wanted = str(attempt_id)
+        for payment in gateway.list_payments(created_from=first_sent - LIST_SEARCH_SLACK):
+            if payment.metadata.get(META_ATTEMPT) == wanted:
+                return payment
+        return None
+
+    def _not_found_in_list(self, attempt_id: uuid.UUID, key_age: timedelta) -> None:
+        if key_age < KEY_LIFETIME:
+            # Not there yet, but the gateway may still honour the key: look again once the
+            # key is dead, never replay.
+            self._note_unknown(
+                attempt_id,
+                "no gateway payment id; not in the gateway's list yet; waiting for key expiry",
+                (KEY_LIFETIME - key_age).total_seconds(),
+            )
+            return
+        self._record_never_created(attempt_id)
+
+    def _record_never_created(self, attempt_id: uuid.UUID) -> None:
+        """The attempt made no payment at the gateway: cancel it, so that a new attempt (new
+        key) may be made.
+
+        Why this is safe: every create for this attempt carried its key and its id in metadata.
+        The resolver replays only while the key is younger than 23 h, and each request ends
+        within the client's read timeout (seconds), so the last request that could have created
+        a payment ended well before now. The key itself is older than the gateway's 24 h, so
+        nothing the gateway still holds can become a payment under it. A payment it did create
+        would be in the list searched just now (created after `first_sent`, matched by
+        metadata). None is: nothing was charged, and nothing can be charged later under this
+        key. (A gateway that broke its own 24 h promise would be caught by reconciliation,
+        which posts unknown gateway payments to suspense, G11.)"""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            attempt = repository.attempt_for_update(session, attempt_id)
+            if (
+                attempt is None
+                or attempt.status != AttemptStatus.SUBMITTING
+                or attempt.gateway_payment_id is not None
+            ):
+                return
+            charge = session.get(Charge, attempt.charge_id, with_for_update=True)
+            subscription = session.get(Subscription, charge.subscription_id) if charge else None
+            assert charge is not None and subscription is not None
+            attempt.status = AttemptStatus.CANCELED
+            attempt.settled_at = now
+            attempt.cancellation_party = "merchant"
+            attempt.cancellation_reason = NOT_CREATED_REASON
+            attempt.last_error = "never created at the gateway (key expired, not in its list)"
+            self._fail_charge(charge, subscription, NOT_CREATED_REASON, now)
+        log.warning("charge_attempt.never_created", attempt_id=str(attempt_id))
 
     def refresh(self, attempt_id: uuid.UUID, payment_id: str) -> bool:
         """Re-read a payment a notification told us about and record what the gateway says.
@@ -466,10 +546,9 @@ class ChargeService:
             if attempt is None or attempt.status in TERMINAL_ATTEMPT_STATUSES:
                 return
             attempt.last_error = error[:500]
-            delay = next_check_delay(attempt.checks)
-            if retry_after_seconds is not None:
-                delay = max(delay, timedelta(seconds=retry_after_seconds))
-            attempt.next_check_at = now + delay
+            attempt.next_check_at = now + recheck_delay(
+                attempt.checks, retry_after_seconds, self._rng
+            )
         log.warning("charge_attempt.outcome_unknown", attempt_id=str(attempt_id), error=error)
 
     # -- sweep ----------------------------------------------------------------------------

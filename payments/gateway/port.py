@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -82,6 +84,11 @@ class Gateway(Protocol):
     def get_refund(self, refund_id: str) -> GatewayRefund: ...
 
     def list_refunds(self, payment_id: str) -> list[GatewayRefund]: ...
+
+    def list_payments(self, *, created_from: datetime) -> Iterator[GatewayPayment]:
+        """Every payment created at or after `created_from`, newest first, page by page.
+        YooKassa cannot filter by metadata: callers match it themselves."""
+        ...
 
 
 class GatewayDirectory(Protocol):

@@ -8,6 +8,8 @@ attempt's key, and the SDK is used only to validate request bodies and parse res
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -165,6 +167,24 @@ class YooKassaGateway:
         except (KeyError, TypeError, ValueError) as exc:
             raise GatewayUnknownOutcome(f"unreadable refund object: {exc}") from exc
 
+    def list_payments(self, *, created_from: datetime) -> Iterator[GatewayPayment]:
+        params: dict[str, str] = {
+            "created_at.gte": _wire_time(created_from),
+            "limit": str(LIST_PAGE_SIZE),
+        }
+        while True:
+            page = self._request("GET", "payments", params=params)
+            items = page.get("items")
+            if not isinstance(items, list):
+                raise GatewayUnknownOutcome("unreadable payment list")
+            for raw in items:
+                yield self._parsed(raw)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            # The next page needs the same filters plus the cursor (yookassa-detail.md §11).
+            params = {**params, "cursor": str(cursor)}
+
     def _parsed(self, raw: dict[str, Any]) -> GatewayPayment:
         try:
             return parse_payment(raw)
@@ -214,6 +234,14 @@ class YooKassaGateway:
         except ValueError:
             body = {}
         return body if isinstance(body, dict) else {}
+
+
+LIST_PAGE_SIZE = 100  # YooKassa's maximum
+
+
+def _wire_time(instant: datetime) -> str:
+    utc = instant.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _retry_after_seconds(response: httpx.Response, body: dict[str, Any]) -> float | None:
