@@ -11,10 +11,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -46,8 +48,19 @@ class Member(Base):
     # Membership dates (inclusive); unknown dates mean "a member all along".
     joined_on: Mapped[date | None]
     left_on: Mapped[date | None]
+    # Days of the month wages are paid (declared by the member or the CRM): soft declines are
+    # retried the day after the next payday.
+    paydays: Mapped[list[int] | None] = mapped_column(ARRAY(SmallInteger))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "paydays IS NULL OR (cardinality(paydays) BETWEEN 1 AND 31"
+            " AND 1 <= ALL(paydays) AND 31 >= ALL(paydays))",
+            name="paydays_are_days",
+        ),
+    )
 
 
 class ApiKey(Base):

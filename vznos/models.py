@@ -10,6 +10,7 @@ from ledger import models as ledger_models
 from members import models as members_models
 from payments.charges import models as charges_models
 from payments.refunds import models as refunds_models
+from payments.retries import models as retries_models
 from payments.shops import models as shops_models
 from payments.subscriptions import models as subscriptions_models
 from webhooks.inbound import models as inbound_models
@@ -28,6 +29,7 @@ __all__ = [
     "outbound_models",
     "outbox_models",
     "refunds_models",
+    "retries_models",
     "shops_models",
     "subscriptions_models",
 ]

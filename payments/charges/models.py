@@ -28,10 +28,22 @@ class Charge(Base):
     created_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(String(64))
+    # When `charge.upcoming` told the member about this automatic charge.
+    upcoming_notice_at: Mapped[datetime | None]
+    # When the next attempt (a new key) is to be made: the first one after the notice period,
+    # later ones by the retry policy. NULL: no attempt is scheduled.
+    next_attempt_at: Mapped[datetime | None]
+    # Past this instant (the end of the month in the organisation's zone) no retry is made.
+    retry_until: Mapped[datetime | None]
 
     __table_args__ = (
         # One charge per subscription and month: a second billing run cannot make another.
         Index("uq_charges_subscription_period", "subscription_id", "period_month", unique=True),
+        Index(
+            "ix_charges_attempt_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending' AND next_attempt_at IS NOT NULL"),
+        ),
         CheckConstraint("amount_kopecks > 0", name="amount_positive"),
         CheckConstraint("extract(day FROM period_month) = 1", name="period_is_month"),
     )
@@ -52,6 +64,8 @@ class ChargeAttempt(Base):
     confirmation_url: Mapped[str | None] = mapped_column(String(2048))
     cancellation_party: Mapped[str | None] = mapped_column(String(32))
     cancellation_reason: Mapped[str | None] = mapped_column(String(64))
+    # What the retry policy decided after this attempt was declined: retry | stop | new_card.
+    decision: Mapped[str | None] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime]
     submitted_at: Mapped[datetime | None]

@@ -48,7 +48,7 @@ from payments.gateway.port import (
     SavedCard,
 )
 from payments.subscriptions.models import PaymentMethod, Subscription
-from payments.subscriptions.states import CancelCause, SubscriptionStatus, move
+from payments.subscriptions.states import Cause, SubscriptionStatus, move
 
 log = structlog.get_logger("payments.charges")
 
@@ -443,11 +443,10 @@ class ChargeService:
             )
             if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
                 subscription.payment_method_id = method.id
-        if subscription.status in (
-            SubscriptionStatus.PENDING_CONFIRMATION,
-            SubscriptionStatus.PAST_DUE,
-        ):
-            move(subscription, SubscriptionStatus.ACTIVE, now)
+        if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
+            move(subscription, SubscriptionStatus.ACTIVE, now, Cause.FIRST_PAYMENT_SUCCEEDED)
+        elif subscription.status == SubscriptionStatus.PAST_DUE:
+            move(subscription, SubscriptionStatus.ACTIVE, now, Cause.CHARGE_SUCCEEDED)
         post_card_payment(
             session,
             member_id=charge.member_id,
@@ -515,9 +514,17 @@ class ChargeService:
                 reason=reason,
             )
         if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
-            move(subscription, SubscriptionStatus.CANCELED, now, CancelCause.FIRST_PAYMENT_FAILED)
+            move(
+                subscription,
+                SubscriptionStatus.CANCELED,
+                now,
+                Cause.FIRST_PAYMENT_FAILED,
+                reason=reason,
+            )
         elif subscription.status == SubscriptionStatus.ACTIVE:
-            move(subscription, SubscriptionStatus.PAST_DUE, now)
+            move(
+                subscription, SubscriptionStatus.PAST_DUE, now, Cause.CHARGE_DECLINED, reason=reason
+            )
 
     def _record_rejection(self, attempt_id: uuid.UUID, exc: GatewayRejected) -> None:
         """A definite 4xx to a create: nothing exists at the gateway, the attempt is over."""

@@ -5,10 +5,34 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
+
+# The lifecycle's statuses as the database knows them; `states.SubscriptionStatus` is the enum.
+STATUSES = (
+    "pending_confirmation",
+    "active",
+    "past_due",
+    "needs_payment_method",
+    "standby",
+    "paused",
+    "canceled",
+)
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
 
 
 class PaymentMethod(Base):
@@ -26,6 +50,8 @@ class PaymentMethod(Base):
     expiry_month: Mapped[int | None] = mapped_column(SmallInteger)
     expiry_year: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime]
+    # When `card.expiring` was raised for this card: once per card, never again.
+    expiring_notice_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("uq_payment_methods_shop_token", "shop_id", "gateway_token", unique=True),
@@ -53,17 +79,71 @@ class Subscription(Base):
     activated_at: Mapped[datetime | None]
     canceled_at: Mapped[datetime | None]
     cancel_cause: Mapped[str | None] = mapped_column(String(40))
+    # While paused: the status to resume to, and the local date to resume on (NULL: until the
+    # CRM resumes it).
+    paused_from_status: Mapped[str | None] = mapped_column(String(32))
+    paused_until: Mapped[date | None]
 
     __table_args__ = (
         CheckConstraint("amount_kopecks > 0", name="amount_positive"),
         CheckConstraint("billing_day BETWEEN 1 AND 31", name="billing_day_range"),
         CheckConstraint("extract(day FROM start_period) = 1", name="start_period_is_month"),
+        CheckConstraint(f"status IN ({_quoted(STATUSES)})", name="status_known"),
         # At most one live subscription per member: the database says no to a second one.
         Index(
             "uq_subscriptions_one_live_per_member",
             "member_id",
             unique=True,
-            postgresql_where=text("status IN ('pending_confirmation', 'active', 'past_due')"),
+            postgresql_where=text("status <> 'canceled'"),
         ),
         Index("ix_subscriptions_chargeable", "status", "billing_day"),
+        Index(
+            "ix_subscriptions_paused_until",
+            "paused_until",
+            postgresql_where=text("status = 'paused'"),
+        ),
+    )
+
+
+class SubscriptionStatusChange(Base):
+    """Append-only history: every status a subscription took, when, and why."""
+
+    __tablename__ = "subscription_status_changes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # Insertion order: several changes may share a timestamp (one transaction, one clock).
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subscriptions.id"))
+    previous_status: Mapped[str | None] = mapped_column(String(32))  # NULL: the creation
+    status: Mapped[str] = mapped_column(String(32))
+    cause: Mapped[str] = mapped_column(String(40))
+    # The gateway's decline reason, when a decline caused the change.
+    reason: Mapped[str | None] = mapped_column(String(64))
+    changed_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_subscription_status_changes_subscription", "subscription_id", "sequence"),
+    )
+
+
+class SubscriptionAmountChange(Base):
+    """From a month on, the subscription charges another amount (a change from the CRM)."""
+
+    __tablename__ = "subscription_amount_changes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subscriptions.id"))
+    effective_from: Mapped[date]
+    amount_kopecks: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(
+            "uq_subscription_amount_changes_month",
+            "subscription_id",
+            "effective_from",
+            unique=True,
+        ),
+        CheckConstraint("amount_kopecks > 0", name="amount_positive"),
+        CheckConstraint("extract(day FROM effective_from) = 1", name="effective_from_is_month"),
     )

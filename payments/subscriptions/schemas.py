@@ -70,6 +70,22 @@ class LastChargeOut(BaseModel):
     settled_at: datetime | None
 
 
+class StatusChangeOut(BaseModel):
+    previous_status: Annotated[str | None, Field(description="null for the creation")]
+    status: str
+    cause: Annotated[
+        str,
+        Field(
+            description="Why: created, first_payment_succeeded, card_saved, charge_succeeded, "
+            "charge_declined, card_declined, card_expired, retries_exhausted, paused_by_crm, "
+            "resumed_by_crm, resume_date_reached, by_member, by_crm, membership_ended, "
+            "first_payment_failed"
+        ),
+    ]
+    reason: Annotated[str | None, Field(description="The gateway's decline reason, if any")]
+    changed_at: datetime
+
+
 class SubscriptionOut(BaseModel):
     id: uuid.UUID
     member_external_id: str
@@ -93,3 +109,9 @@ class SubscriptionOut(BaseModel):
     activated_at: datetime | None
     canceled_at: datetime | None
     cancel_cause: str | None
+    paused_until: Annotated[
+        date | None, Field(description="While paused: the day it resumes (null: until resumed)")
+    ] = None
+    status_history: Annotated[
+        list[StatusChangeOut], Field(description="Every status it took, oldest first")
+    ] = []

@@ -27,19 +27,21 @@ from payments.subscriptions.errors import (
     LiveSubscriptionExists,
     SubscriptionNotFound,
 )
-from payments.subscriptions.models import PaymentMethod, Subscription
+from payments.subscriptions.models import PaymentMethod, Subscription, SubscriptionStatusChange
 from payments.subscriptions.schemas import (
     CardOut,
     LastChargeOut,
+    StatusChangeOut,
     SubscriptionCreate,
     SubscriptionOut,
 )
 from payments.subscriptions.states import (
     CHARGEABLE_STATUSES,
     LIVE_STATUSES,
-    CancelCause,
+    Cause,
     SubscriptionStatus,
     move,
+    record_created,
 )
 
 log = structlog.get_logger("payments.subscriptions")
@@ -111,6 +113,7 @@ class SubscriptionService:
                 )
                 session.add(subscription)
                 session.flush()
+                record_created(subscription, now)
                 charge = Charge(
                     id=uuid.uuid4(),
                     subscription_id=subscription.id,
@@ -170,7 +173,7 @@ class SubscriptionService:
         now = self._clock.now()
         with transaction(self._sessions) as session:
             subscription, _ = self._visible(session, principal, subscription_id, for_update=True)
-            if move(subscription, SubscriptionStatus.CANCELED, now, CancelCause.BY_CRM):
+            if move(subscription, SubscriptionStatus.CANCELED, now, Cause.BY_CRM):
                 log.info("subscription.canceled", subscription_id=str(subscription_id))
         return self.get(principal, subscription_id)
 
@@ -247,6 +250,21 @@ class SubscriptionService:
             activated_at=subscription.activated_at,
             canceled_at=subscription.canceled_at,
             cancel_cause=subscription.cancel_cause,
+            paused_until=subscription.paused_until,
+            status_history=[
+                StatusChangeOut(
+                    previous_status=change.previous_status,
+                    status=change.status,
+                    cause=change.cause,
+                    reason=change.reason,
+                    changed_at=change.changed_at,
+                )
+                for change in session.scalars(
+                    select(SubscriptionStatusChange)
+                    .where(SubscriptionStatusChange.subscription_id == subscription.id)
+                    .order_by(SubscriptionStatusChange.sequence)
+                )
+            ],
         )
 
 

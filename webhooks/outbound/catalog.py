@@ -13,7 +13,8 @@ from __future__ import annotations
 from core.outbox import EventType
 
 _SUBSCRIPTION = (
-    "subscription_id, member_id, member_external_id, status, previous_status, "
+    "subscription_id, member_id, member_external_id, status, previous_status, cause, "
+    "reason (the gateway's decline reason, when a decline caused it), "
     "amount {value, currency}, billing_day"
 )
 _PAYMENT = (
@@ -23,12 +24,26 @@ _PAYMENT = (
 
 PAYLOADS: dict[EventType, str] = {
     EventType.SUBSCRIPTION_ACTIVATED: _SUBSCRIPTION
-    + " — the first payment went through, or a past-due subscription was paid",
-    EventType.SUBSCRIPTION_PAST_DUE: _SUBSCRIPTION + " — a monthly charge was declined",
-    EventType.SUBSCRIPTION_CANCELED: _SUBSCRIPTION + ", cause (by_crm | first_payment_failed)",
+    + " — the first payment went through, a past-due month was paid, or a new card was saved"
+    " (cause first_payment_succeeded | charge_succeeded | card_saved)",
+    EventType.SUBSCRIPTION_PAST_DUE: _SUBSCRIPTION
+    + " — a monthly charge was declined for a reason that may pass; retries follow",
+    EventType.SUBSCRIPTION_CANCELED: _SUBSCRIPTION
+    + " — cause by_member | by_crm | membership_ended | first_payment_failed",
     EventType.SUBSCRIPTION_NEEDS_PAYMENT_METHOD: _SUBSCRIPTION
-    + ", reason — the saved card can no longer be charged",
-    EventType.SUBSCRIPTION_PAUSED: _SUBSCRIPTION + ", paused_until",
+    + ", action = save_new_card — the saved card can no longer be charged (cause card_declined"
+    " | card_expired | retries_exhausted): ask the member for a new card",
+    EventType.SUBSCRIPTION_PAUSED: _SUBSCRIPTION
+    + ", paused_until (date or null: until resumed) — cause paused_by_crm",
+    EventType.SUBSCRIPTION_RESUMED: _SUBSCRIPTION
+    + " — back from a pause to the status it was paused from (cause resumed_by_crm |"
+    " resume_date_reached)",
+    EventType.SUBSCRIPTION_STANDBY: _SUBSCRIPTION
+    + " — a card is saved with no payment, idle while payroll pays the dues",
+    EventType.SUBSCRIPTION_CHANGED: (
+        "subscription_id, member_id, member_external_id, amount {value, currency}, "
+        "effective_from (YYYY-MM) — the monthly amount changes from that month"
+    ),
     EventType.CHARGE_UPCOMING: (
         "subscription_id, member_id, member_external_id, period, amount {value, currency}, "
         "charge_on (date)"
@@ -52,6 +67,10 @@ EMITTED: frozenset[EventType] = frozenset(
         EventType.SUBSCRIPTION_ACTIVATED,
         EventType.SUBSCRIPTION_PAST_DUE,
         EventType.SUBSCRIPTION_CANCELED,
+        EventType.SUBSCRIPTION_NEEDS_PAYMENT_METHOD,
+        EventType.SUBSCRIPTION_PAUSED,
+        EventType.SUBSCRIPTION_RESUMED,
+        EventType.SUBSCRIPTION_STANDBY,
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_FAILED,
         EventType.PAYMENT_REFUNDED,
