@@ -2,7 +2,7 @@
 notices, expiring cards, amount changes, paydays
 
 Revision ID: 0004_recurring_engine
-Revises: 0006_refunds_shops
+Revises: 0009_idempotency
 Create Date: 2026-11-23 13:13:01.471384
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0004_recurring_engine"
-down_revision = "0006_refunds_shops"
+down_revision = "0009_idempotency"
 branch_labels = None
 depends_on = None
 
