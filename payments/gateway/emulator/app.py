@@ -316,6 +316,13 @@ def _control_routes(state: EmulatorState) -> list[Route]:
             state.inject_fault(Fault.from_json(body))
         return {"items": [f.as_json() for f in state.pending_faults()]}
 
+    def saved_cards(_: Request, body: dict[str, Any]) -> Any:
+        ids = [str(i) for i in body["ids"]]
+        state.seed_saved_cards(
+            str(body["shop_id"]), ids, str(body.get("number", "5555555555554444"))
+        )
+        return {"seeded": len(ids)}
+
     def notification_faults(request: Request, body: dict[str, Any]) -> Any:
         if request.method == "DELETE":
             state.notifier.clear_faults()
@@ -366,6 +373,7 @@ def _control_routes(state: EmulatorState) -> list[Route]:
             methods=["GET", "POST", "DELETE"],
         ),
         Route("/_emulator/options", control(options), methods=["GET", "POST"]),
+        Route("/_emulator/saved-cards", control(saved_cards), methods=["POST"]),
         Route("/_emulator/requests", control(journal), methods=["GET"]),
         Route("/_emulator/payments/{id}/settle", control(settle), methods=["POST"]),
         Route("/_emulator/clock/advance", control(advance_clock), methods=["POST"]),

@@ -116,6 +116,32 @@ class EmulatorState:
             self._outcomes[payment_method_id] = list(outcomes)
             self._save()
 
+    def seed_saved_cards(
+        self,
+        shop_id: str,
+        method_ids: Sequence[str],
+        number: str = "5555555555554444",
+        expiry: tuple[int, int] = (12, 2030),
+    ) -> None:
+        """Saved cards as if each had been bound at checkout: for benchmarks and chaos tests
+        that need thousands of chargeable members without thousands of checkouts."""
+        known = TEST_CARDS[number]
+        card = {
+            "first6": number[:6],
+            "last4": number[-4:],
+            "expiry_year": f"{expiry[1]:04d}",
+            "expiry_month": f"{expiry[0]:02d}",
+            "card_type": known.network,
+            "issuer_country": "RU",
+            "issuer_name": "Test Bank",
+        }
+        with self._lock:
+            for method_id in method_ids:
+                method = objects.bank_card_method(method_id, dict(card), True, "active")
+                method["holder"] = {"account_id": shop_id}
+                self._new_record(self._methods, shop_id, method)
+            self._save()
+
     def inject_fault(self, fault: Fault) -> None:
         self._faults.inject(fault)
 
