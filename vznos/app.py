@@ -15,6 +15,7 @@ from members.dues import endpoints as dues_endpoints
 from members.service import Principal
 from payments.history import endpoints as payments_endpoints
 from payments.refunds import endpoints as refunds_endpoints
+from payments.shops import endpoints as shops_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
 from vznos.container import Container
 from vznos.edge import apply_contract, install_edge, principal_key_id
@@ -85,6 +86,7 @@ def create_app(container: Container) -> FastAPI:
         ),
         payments_endpoints.build_router(payments=container.payments, principal=principal),
         refunds_endpoints.build_router(refunds=container.refunds, principal=principal),
+        shops_endpoints.build_router(shops=container.shops, principal=principal),
         dues_endpoints.build_router(
             dues=container.dues, treasury=container.treasury, principal=principal
         ),

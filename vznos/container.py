@@ -24,9 +24,11 @@ from members.dues.treasury import TreasuryService
 from members.service import AccessService, MemberService, OrganizationService
 from payments.charges.billing import BillingService
 from payments.charges.service import TASK_RESOLVE, TASK_SUBMIT, ChargeService
-from payments.gateway.yookassa import SingleShopDirectory, YooKassaGateway
+from payments.gateway.yookassa import YooKassaGateway
 from payments.history.service import PaymentReads
 from payments.refunds.service import TASK_RESOLVE_REFUND, TASK_SUBMIT_REFUND, RefundService
+from payments.shops.directory import ShopDirectory
+from payments.shops.service import ShopService
 from payments.subscriptions.service import SubscriptionService
 from vznos.broker import (
     QUEUE_PAYMENTS,
@@ -62,7 +64,8 @@ class Container:
     broker: dramatiq.Broker
     queue: TaskQueue
     faults: FaultPoints
-    gateways: SingleShopDirectory
+    gateways: ShopDirectory
+    shops: ShopService
     access: AccessService
     organizations: OrganizationService
     members: MemberService
@@ -107,14 +110,22 @@ def build_container(
     broker = broker or build_broker(settings.broker_url)
     queue = DramatiqQueue(broker)
     faults = faults or FaultPoints.from_setting(settings.faults)
-    gateways = SingleShopDirectory(
-        YooKassaGateway(
-            shop_id=gateway.shop_id,
-            secret_key=gateway.secret_key,
+
+    def shop_client(shop_id: str, secret_key: str) -> YooKassaGateway:
+        # Every shop talks to the same API, each with its own credentials and connections.
+        return YooKassaGateway(
+            shop_id=shop_id,
+            secret_key=secret_key,
             api_url=gateway.api_url,
             connect_timeout_seconds=settings.gateway_connect_timeout_seconds,
             read_timeout_seconds=settings.gateway_read_timeout_seconds,
         )
+
+    gateways = ShopDirectory(
+        sessions=sessions,
+        keyring=keyring,
+        default=shop_client(gateway.shop_id, gateway.secret_key),
+        factory=shop_client,
     )
     charges = ChargeService(
         sessions=sessions,
@@ -184,6 +195,7 @@ def build_container(
         queue=queue,
         faults=faults,
         gateways=gateways,
+        shops=ShopService(sessions=sessions, clock=clock, keyring=keyring, directory=gateways),
         access=AccessService(sessions, clock),
         organizations=OrganizationService(sessions, clock),
         members=MemberService(sessions, clock),

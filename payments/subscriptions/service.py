@@ -131,7 +131,7 @@ class SubscriptionService:
                 attempt = add_attempt(
                     session,
                     charge,
-                    shop_id=self._gateways.default_shop_id(),
+                    shop_id=self._gateways.shop_for_organization(org.id),
                     body_for=lambda attempt_id: initial_payment_body(
                         attempt_id, charge, str(data.return_url)
                     ),

@@ -1,0 +1,43 @@
+"""HTTP for an organisation's own YooKassa shop. Thin: parse, call, map."""
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
+
+from core.http import problem_responses
+from members.service import Principal
+from payments.shops.schemas import ShopOut, ShopPut
+from payments.shops.service import ShopService
+
+OrgCode = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+def build_router(*, shops: ShopService, principal: Callable[..., Principal]) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["organizations"])
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @router.put("/organizations/{code}/shop", responses=problem_responses(401, 404, 409, 422))
+    def put_organization_shop(code: OrgCode, body: ShopPut, caller: Caller) -> ShopOut:
+        """Collect the organisation's and its subtree's new payments through its own YooKassa
+        shop. The secret key is stored encrypted and never returned. Cards saved at another
+        shop keep being charged there (a card token only works at its shop)."""
+        return shops.put(caller, code, body)
+
+    @router.get("/organizations/{code}/shop", responses=problem_responses(401, 404, 422))
+    def get_organization_shop(code: OrgCode, caller: Caller) -> ShopOut:
+        """The organisation's own shop (whether a secret is set, never the secret) and the
+        shop its members' new payments go to."""
+        return shops.get(caller, code)
+
+    @router.delete(
+        "/organizations/{code}/shop",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=problem_responses(401, 404, 422),
+    )
+    def delete_organization_shop(code: OrgCode, caller: Caller) -> Response:
+        """Fall back to the nearest ancestor's shop, or the installation's."""
+        shops.remove(caller, code)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return router
