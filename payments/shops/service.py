@@ -4,7 +4,11 @@ never returned or logged."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
@@ -14,7 +18,7 @@ from members.models import Organization
 from members.service import Principal, visible_organization
 from payments.shops import repository
 from payments.shops.directory import ShopDirectory, secret_aad
-from payments.shops.errors import ShopTaken
+from payments.shops.errors import ShopChangedConcurrently, ShopTaken
 from payments.shops.models import GatewayShop
 from payments.shops.schemas import EffectiveShopOut, OwnShopOut, ShopOut, ShopPut
 
@@ -45,6 +49,20 @@ class ShopService:
                 "this is the installation's own shop; remove the organisation's shop to use it",
                 field="shop_id",
             )
+        try:
+            org_id = self._put(principal, code, shop_id, data, now)
+        except IntegrityError as exc:
+            # A concurrent change of the same organisation or shop won the race.
+            raise ShopChangedConcurrently(
+                "the shop was changed at the same time; read it and try again", field="shop_id"
+            ) from exc
+        self._directory.invalidate(shop_id)
+        log.info("shop.set", organization_id=str(org_id), shop_id=shop_id)
+        return self.get(principal, code)
+
+    def _put(
+        self, principal: Principal, code: str, shop_id: str, data: ShopPut, now: datetime
+    ) -> uuid.UUID:
         with transaction(self._sessions) as session:
             org = visible_organization(session, principal, code, "code")
             sealed = self._keyring.seal(data.secret_key.get_secret_value(), secret_aad(shop_id))
@@ -73,9 +91,7 @@ class ShopService:
                 shop.active = True
                 shop.version += 1
                 shop.updated_at = now
-        self._directory.invalidate(shop_id)
-        log.info("shop.set", organization_id=str(org.id), shop_id=shop_id)
-        return self.get(principal, code)
+            return org.id
 
     def get(self, principal: Principal, code: str) -> ShopOut:
         with self._sessions() as session:
