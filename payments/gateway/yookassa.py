@@ -7,6 +7,7 @@ attempt's key, and the SDK is used only to validate request bodies and parse res
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -250,3 +251,25 @@ def _retry_after_seconds(response: httpx.Response, body: dict[str, Any]) -> floa
     if header and header.isdigit():
         return float(header)
     return None
+
+
+class SingleShopDirectory:
+    """Every organisation is served by one shop: for tools and tests that need no database
+    (the application uses `payments.shops.directory.ShopDirectory`)."""
+
+    def __init__(self, gateway: YooKassaGateway) -> None:
+        self._gateway = gateway
+
+    def for_shop(self, shop_id: str) -> YooKassaGateway:
+        if shop_id != self._gateway.shop_id:
+            raise LookupError(f"no gateway configured for shop {shop_id!r}")
+        return self._gateway
+
+    def default_shop_id(self) -> str:
+        return self._gateway.shop_id
+
+    def shop_for_organization(self, organization_id: uuid.UUID) -> str:
+        return self._gateway.shop_id
+
+    def close(self) -> None:
+        self._gateway.close()
