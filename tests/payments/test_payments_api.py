@@ -17,7 +17,7 @@ from members.schemas import OrganizationCreate
 from payments.charges.models import Charge
 from payments.gateway.emulator import EmulatorServer
 from payments.subscriptions.models import PaymentMethod
-from tests.conftest import Subscribe, Workers
+from tests.conftest import Subscribe, Workers, with_idempotency_key
 from vznos.container import Container
 
 MONTHS = [date(2026, 12, 1), date(2027, 1, 1), date(2027, 2, 1)]
@@ -133,7 +133,9 @@ def test_unknown_and_foreign_payments_are_404(
     )
     _, stranger = container.access.create_api_key("other", "stranger")
     with httpx.Client(
-        base_url=api_server.url, headers={"Authorization": f"Bearer {stranger}"}
+        base_url=api_server.url,
+        headers={"Authorization": f"Bearer {stranger}"},
+        event_hooks={"request": [with_idempotency_key]},
     ) as other:
         foreign = other.get(f"/v1/payments/{history[1]}")
         assert foreign.status_code == 404
