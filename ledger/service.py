@@ -241,13 +241,17 @@ def post_card_refund(
     recorded_at: datetime,
     timezone: str = DEFAULT_TIMEZONE,
     created_by: str | None = None,
+    refunded_before_kopecks: int = 0,
 ) -> Posted:
     """The acquirer gave (part of) a card payment back to the member: a reversing entry takes
     the credit back from the member's receivable and the money out of the acquirer's clearing
     account, and the higher levels give back the same proportion of their share.
 
     Posted once per refund (keyed by it); a late fact, so a closed month books it in the next
-    open one. The acquirer keeps its fee on the original payment (YooKassa returns none)."""
+    open one. The acquirer keeps its fee on the original payment (YooKassa returns none).
+    `refunded_before_kopecks` is what earlier refunds of the payment gave back: the higher
+    levels' shares are apportioned on the running total, so however a payment is refunded in
+    parts, refunding all of it gives back exactly the shares it paid."""
     if amount_kopecks <= 0:
         raise ValueError("a refund amount must be positive")
     payment_entry = session.scalar(
@@ -283,6 +287,7 @@ def post_card_refund(
             key=f"split:{key}",
             payment_entry=payment_entry,
             amount_kopecks=amount_kopecks,
+            refunded_before_kopecks=refunded_before_kopecks,
             occurred_at=occurred_at,
             timezone=timezone,
             recorded_at=recorded_at,
@@ -297,6 +302,7 @@ def _unsplit_refund(
     key: str,
     payment_entry: JournalEntry,
     amount_kopecks: int,
+    refunded_before_kopecks: int,
     occurred_at: datetime,
     timezone: str,
     recorded_at: datetime,
@@ -334,9 +340,13 @@ def _unsplit_refund(
         )
     )
     shared = sum(part for _, part in shares)
-    if not shares or paid <= 0 or shared > paid:
+    before = max(refunded_before_kopecks, 0)
+    if not shares or paid <= 0 or shared > paid or before + amount_kopecks > paid:
         return
-    parts = allocate(amount_kopecks, [part for _, part in shares] + [paid - shared])
+    weights = [part for _, part in shares] + [paid - shared]
+    after_parts = allocate(before + amount_kopecks, weights)
+    before_parts = allocate(before, weights) if before else [0] * len(weights)
+    parts = [a - b for a, b in zip(after_parts, before_parts, strict=True)]
     lines: list[Line] = []
     for (upper, _), part in zip(shares, parts, strict=False):
         if part == 0 or upper is None:

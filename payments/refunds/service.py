@@ -460,11 +460,18 @@ class RefundService:
     def _succeeded(
         self, session: Session, refund: Refund, result: GatewayRefund, now: datetime
     ) -> None:
-        charge = session.get(Charge, refund.charge_id)
+        # The charge row serialises the confirmations of one payment's refunds, so each
+        # knows exactly what the earlier ones gave back.
+        charge = session.get(Charge, refund.charge_id, with_for_update=True)
         org = session.get(Organization, refund.organization_id)
         member = session.get(Member, refund.member_id)
         assert charge is not None
         occurred_at = _parse_time(result.raw.get("created_at")) or now
+        refunded_before = sum(
+            r.amount_kopecks
+            for r in repository.refunds_of(session, charge.id)
+            if r.status == RefundStatus.SUCCEEDED and r.id != refund.id
+        )
         posted = post_card_refund(
             session,
             refund_id=str(refund.id),
@@ -476,12 +483,9 @@ class RefundService:
             recorded_at=now,
             timezone=org.timezone if org is not None else DEFAULT_TIMEZONE,
             created_by=refund.requested_by,
+            refunded_before_kopecks=refunded_before,
         )
-        refunded_total = sum(
-            r.amount_kopecks
-            for r in repository.refunds_of(session, charge.id)
-            if r.status == RefundStatus.SUCCEEDED
-        )
+        refunded_total = refunded_before + refund.amount_kopecks
         emit(
             session,
             type=EventType.PAYMENT_REFUNDED,

@@ -329,3 +329,47 @@ def test_other_code_refunds_through_the_service(
     assert result.amount_kopecks == 5_000
     assert [r["amount"]["value"] for r in emulator.state.refunds()] == ["50.00"]
     assert balance(client) == "50.00"
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "canceled"])
+def test_a_pending_refund_is_polled_until_the_gateway_settles_it(
+    client: httpx.Client,
+    container: Container,
+    emulator: EmulatorServer,
+    workers: Workers,
+    clock: ManualClock,
+    paid: str,
+    outcome: str,
+) -> None:
+    emulator.state.script_refund_outcomes(["pending"])
+    body = {"amount": {"value": "200.00", "currency": "RUB"}, "reason": "r"}
+    refund = client.post(f"/v1/payments/{paid}/refunds", json=body).json()
+    assert refund["status"] == "pending"
+    assert refund_entries(container) == 0
+    assert client.get(f"/v1/payments/{paid}").json()["refundable"]["value"] == "150.00"
+
+    clock.advance(timedelta(minutes=2))
+    container.refunds.sweep()
+    workers.drain()
+    assert client.get(f"/v1/payments/{paid}/refunds/{refund['id']}").json()["status"] == "pending"
+
+    # YooKassa would notify a success but never a cancellation: polling must see both.
+    emulator.state.set_notification_url(SHOP_ID, None)
+    emulator.state.settle_refund(refund["gateway_refund_id"], outcome)
+    clock.advance(timedelta(hours=1))
+    assert container.refunds.sweep() == 1
+    workers.drain()
+    settled = client.get(f"/v1/payments/{paid}/refunds/{refund['id']}").json()
+    assert settled["status"] == outcome
+    payment = client.get(f"/v1/payments/{paid}").json()
+    if outcome == "succeeded":
+        assert refund_entries(container) == 1
+        assert balance(client) == "200.00"
+        assert payment["refundable"]["value"] == "150.00"
+    else:
+        assert settled["cancellation_reason"] == "general_decline"
+        assert refund_entries(container) == 0
+        assert refunded_events(container) == []
+        assert balance(client) == "0.00"
+        assert payment["refundable"]["value"] == "350.00"
+    assert container.refunds.sweep() == 0  # nothing open is left to poll

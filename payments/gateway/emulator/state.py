@@ -52,6 +52,7 @@ __all__ = ["CheckoutError", "EmulatorError", "EmulatorState", "Fault"]
 logger = logging.getLogger(__name__)
 
 OUTCOMES = frozenset({"succeeded", "pending"}) | DECLINE_REASONS
+REFUND_OUTCOMES = frozenset({"succeeded", "pending", "canceled"})
 _PAYMENT_EVENTS = {
     "succeeded": "payment.succeeded",
     "canceled": "payment.canceled",
@@ -82,6 +83,8 @@ class EmulatorState:
         self._refunds: dict[str, Record] = {}
         self._idem = IdempotencyStore()
         self._outcomes: dict[str, list[str]] = {}
+        # How the next refunds end (pending | succeeded | canceled); unscripted ones succeed.
+        self._refund_outcomes: list[str] = []
         self._notify_urls: dict[str, str] = {}
         self._journal: list[dict[str, Any]] = []
         # Off by default: a 3-D Secure card then pays in one step, as the first tests expect.
@@ -115,6 +118,15 @@ class EmulatorState:
         with self._lock:
             self._outcomes[payment_method_id] = list(outcomes)
             self._save()
+
+    def script_refund_outcomes(self, outcomes: Sequence[str]) -> None:
+        """Replaces the refund script: the next refunds end as listed, in order (`pending`
+        waits for `settle_refund`; YooKassa notifies `refund.succeeded` only)."""
+        unknown = [o for o in outcomes if o not in REFUND_OUTCOMES]
+        if unknown:
+            raise ValueError(f"unknown refund outcomes {unknown}; use {sorted(REFUND_OUTCOMES)}")
+        with self._lock:
+            self._refund_outcomes = list(outcomes)
 
     def seed_saved_cards(
         self,
@@ -197,6 +209,7 @@ class EmulatorState:
             self._refunds.clear()
             self._idem.clear()
             self._outcomes.clear()
+            self._refund_outcomes.clear()
             self._faults.clear()
             self._journal.clear()
             self.notifier.clear_faults()
@@ -407,17 +420,47 @@ class EmulatorState:
                 req.description,
                 req.metadata,
             )
+            outcome = self._refund_outcomes.pop(0) if self._refund_outcomes else "succeeded"
+            if outcome == "canceled":
+                refund["status"] = "canceled"
+                refund["cancellation_details"] = {"party": "refund_network", "reason": "general_decline"}
+            else:
+                refund["status"] = outcome
+                objects.apply_refund(payment.obj, req.amount)
             self._new_record(self._refunds, shop_id, refund)
-            objects.apply_refund(payment.obj, req.amount)
             logger.info(
-                "refund %s of %s for payment %s",
+                "refund %s of %s for payment %s: %s",
                 refund["id"],
                 refund["amount"]["value"],
                 req.payment_id,
+                outcome,
             )
-            self._emit(shop_id, "refund.succeeded", refund)
+            if outcome == "succeeded":
+                self._emit(shop_id, "refund.succeeded", refund)
             self._save()
             return copy.deepcopy(refund)
+
+    def settle_refund(self, refund_id: str, outcome: str) -> dict[str, Any]:
+        """Finishes a pending refund. Only success is notified: YooKassa has no
+        `refund.canceled` event, so a canceled refund is seen only by asking."""
+        if outcome not in ("succeeded", "canceled"):
+            raise ValueError(f"settle a refund as succeeded or canceled, not {outcome!r}")
+        with self._lock:
+            rec = self._refunds.get(refund_id)
+            if rec is None:
+                raise not_found("Refund not found or forbidden")
+            if rec.obj["status"] != "pending":
+                raise invalid("Refund is not pending", "refund_id")
+            rec.obj["status"] = outcome
+            if outcome == "succeeded":
+                self._emit(rec.shop_id, "refund.succeeded", rec.obj)
+            else:
+                rec.obj["cancellation_details"] = {"party": "refund_network", "reason": "general_decline"}
+                payment = self._payments[rec.obj["payment_id"]]
+                amount = Money.from_json(rec.obj["amount"])
+                objects.apply_refund(payment.obj, Money(-amount.value, amount.currency))
+            self._save()
+            return copy.deepcopy(rec.obj)
 
     def get_refund(self, shop_id: str, refund_id: str) -> dict[str, Any]:
         with self._lock:
