@@ -423,7 +423,10 @@ class EmulatorState:
             outcome = self._refund_outcomes.pop(0) if self._refund_outcomes else "succeeded"
             if outcome == "canceled":
                 refund["status"] = "canceled"
-                refund["cancellation_details"] = {"party": "refund_network", "reason": "general_decline"}
+                refund["cancellation_details"] = {
+                    "party": "refund_network",
+                    "reason": "general_decline",
+                }
             else:
                 refund["status"] = outcome
                 objects.apply_refund(payment.obj, req.amount)
@@ -455,7 +458,10 @@ class EmulatorState:
             if outcome == "succeeded":
                 self._emit(rec.shop_id, "refund.succeeded", rec.obj)
             else:
-                rec.obj["cancellation_details"] = {"party": "refund_network", "reason": "general_decline"}
+                rec.obj["cancellation_details"] = {
+                    "party": "refund_network",
+                    "reason": "general_decline",
+                }
                 payment = self._payments[rec.obj["payment_id"]]
                 amount = Money.from_json(rec.obj["amount"])
                 objects.apply_refund(payment.obj, Money(-amount.value, amount.currency))
