@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         description="Base URL at which members and YooKassa reach this service.",
     )
     data_dir: Path = Path("var")
+    link_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs members' self-service links; when unset, one is generated once and "
+        "kept in DATA_DIR/link-secret (set it in production: every API process needs the same).",
+    )
+    link_default_hours: int = Field(default=72, ge=1, le=720)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 

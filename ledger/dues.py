@@ -192,3 +192,16 @@ def recompute(
                 for month in months
             ],
         )
+
+
+def unpaid_months(session: Session, member_id: uuid.UUID) -> list[Month]:
+    """The member's months not fully paid, oldest first: the order payments pay them in."""
+    rows = session.execute(
+        select(DuesMonth.period_month, DuesMonth.accrued_kopecks, DuesMonth.paid_kopecks)
+        .where(
+            DuesMonth.member_id == member_id,
+            DuesMonth.paid_kopecks < DuesMonth.accrued_kopecks,
+        )
+        .order_by(DuesMonth.period_month)
+    ).all()
+    return [Month(row.period_month, row.accrued_kopecks, row.paid_kopecks) for row in rows]

@@ -201,10 +201,13 @@ def post_card_payment(
     recorded_at: datetime,
     source_id: str,
     timezone: str = DEFAULT_TIMEZONE,
+    covered_months: Sequence[date] | None = None,
 ) -> uuid.UUID:
     """A card payment succeeded: the acquirer owes the organisation the net amount, and the
-    difference is its fee."""
+    difference is its fee. `covered_months` names the months a payment of arrears was meant
+    for; like any payment it pays the oldest unpaid months first, which the caller made them."""
     net = amount_kopecks if income_kopecks is None else income_kopecks
+    meant_for = ", ".join(format_period(m) for m in covered_months or [period_month])
     return post_member_payment(
         session,
         MemberPayment(
@@ -216,7 +219,7 @@ def post_card_payment(
             occurred_at=occurred_at,
             source_type="charge",
             source_id=source_id,
-            description=f"Card payment for {format_period(period_month)}",
+            description=f"Card payment for {meant_for}",
             timezone=timezone,
             fee_kopecks=amount_kopecks - net,
             period_month=period_month,

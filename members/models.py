@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, INET
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -129,3 +129,24 @@ class MemberDuesPlan(Base):
             "declared_wage_kopecks IS NULL OR declared_wage_kopecks > 0", name="wage_positive"
         ),
     )
+
+
+class MemberConsent(Base):
+    """What a member agreed to, as evidence: the version of the text and a hash of the exact
+    words shown, in which language, when, and from which address and browser. Rows are only
+    ever added; withdrawing is a new fact elsewhere (a canceled subscription)."""
+
+    __tablename__ = "member_consents"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))  # e.g. "autopay"
+    text_version: Mapped[str] = mapped_column(String(64))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    accepted_at: Mapped[datetime]
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    # What the consent was given for, e.g. ("subscription", its id).
+    source_type: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(64))

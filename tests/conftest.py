@@ -42,6 +42,7 @@ SECRET_KEY = "test_secret_for_vznos_tests"
 # Fixed test keys, so operator commands run as subprocesses read what the tests wrote.
 MASTER_KEY = "test1:y7MXtBGce7sVfk-_KOxlZY8MY9M9EtQVqGY0yikIDCM"
 BLIND_INDEX_KEY = "ojaly0swmZrRTb_IlYY25aWmhhpfXU1gJ0SOgQBMRGw"
+LINK_SECRET = "test-link-secret-for-vznos-member-pages"
 # A Monday morning in Moscow; billing tests move the clock from here.
 START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
@@ -125,6 +126,7 @@ def container(
         database_url=None,
         master_key=MASTER_KEY,
         blind_index_key=BLIND_INDEX_KEY,
+        link_secret=LINK_SECRET,
         # The emulator and the tests post notifications from loopback.
         yookassa_notification_networks=parse_networks(
             (*YOOKASSA_NOTIFICATION_NETWORKS, *LOOPBACK_NETWORKS)
@@ -295,4 +297,5 @@ def cli_env(database_url: str, emulator: EmulatorServer) -> dict[str, str]:
         "VZNOS_LOG_FORMAT": "json",
         "VZNOS_MASTER_KEY": MASTER_KEY,
         "VZNOS_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
+        "VZNOS_LINK_SECRET": LINK_SECRET,
     }

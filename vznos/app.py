@@ -14,6 +14,7 @@ from members import endpoints as members_endpoints
 from members.dues import endpoints as dues_endpoints
 from members.service import Principal
 from payments.history import endpoints as payments_endpoints
+from payments.pages import endpoints as pages_endpoints
 from payments.refunds import endpoints as refunds_endpoints
 from payments.shops import endpoints as shops_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
@@ -92,6 +93,11 @@ def create_app(container: Container) -> FastAPI:
         ),
         inbound_endpoints.build_router(inbox=container.inbox),
         outbound_endpoints.build_router(endpoints=container.webhook_endpoints, principal=principal),
+        pages_endpoints.build_api_router(
+            pages=container.pages,
+            principal=principal,
+            public_url=container.settings.public_url,
+        ),
     ]
     # Every API route gets the contract's edge (idempotent POSTs, limits) in this one place.
     guard = IdempotencyGuard(container.idempotency, principal_key_id)
@@ -105,4 +111,12 @@ def create_app(container: Container) -> FastAPI:
             )
         )
     install_edge(app, container)
+    # The member's own pages: HTML outside the API (no API key, no idempotency edge).
+    app.include_router(
+        pages_endpoints.build_pages_router(
+            pages=container.pages,
+            public_url=container.settings.public_url,
+            trusted_proxies=container.settings.trusted_proxies,
+        )
+    )
     return app

@@ -26,6 +26,8 @@ from payments.charges.billing import BillingService
 from payments.charges.service import TASK_RESOLVE, TASK_SUBMIT, ChargeService
 from payments.gateway.yookassa import YooKassaGateway
 from payments.history.service import PaymentReads
+from payments.pages.links import LinkSigner
+from payments.pages.service import MemberPages
 from payments.refunds.service import TASK_RESOLVE_REFUND, TASK_SUBMIT_REFUND, RefundService
 from payments.shops.directory import ShopDirectory
 from payments.shops.service import ShopService
@@ -38,7 +40,7 @@ from vznos.broker import (
     build_broker,
     register,
 )
-from vznos.keys import build_keyring
+from vznos.keys import build_keyring, link_secret
 from webhooks.inbound.policy import InboundPolicy
 from webhooks.inbound.service import TASK_PROCESS, InboxService
 from webhooks.outbound.delivery import TASK_DELIVER, OutboundDeliveries
@@ -77,6 +79,7 @@ class Container:
     subscriptions: SubscriptionService
     payments: PaymentReads
     refunds: RefundService
+    pages: MemberPages
     inbox: InboxService
     url_guard: UrlGuard
     outbound: OutboundDeliveries
@@ -184,6 +187,16 @@ def build_container(
             ),
         ],
     )
+    subscriptions = SubscriptionService(
+        sessions=sessions, clock=clock, gateways=gateways, charges=charges
+    )
+    pages = MemberPages(
+        sessions=sessions,
+        clock=clock,
+        signer=LinkSigner(link_secret(settings), clock),
+        subscriptions=subscriptions,
+        default_hours=settings.link_default_hours,
+    )
     return Container(
         settings=settings,
         keyring=keyring,
@@ -206,11 +219,10 @@ def build_container(
         billing=BillingService(
             sessions=sessions, clock=clock, queue=queue, batch_size=settings.billing_batch_size
         ),
-        subscriptions=SubscriptionService(
-            sessions=sessions, clock=clock, gateways=gateways, charges=charges
-        ),
         payments=PaymentReads(sessions),
         refunds=refunds,
+        subscriptions=subscriptions,
+        pages=pages,
         inbox=inbox,
         url_guard=url_guard,
         outbound=outbound,

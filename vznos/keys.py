@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import structlog
@@ -19,6 +20,7 @@ from core.settings import Settings
 log = structlog.get_logger("vznos.keys")
 
 DEV_KEYS_FILE = "dev-keys.env"
+LINK_SECRET_FILE = "link-secret"  # noqa: S105 - a file name, not a secret
 MASTER_KEY_VARIABLE = "VZNOS_MASTER_KEY"
 INDEX_KEY_VARIABLE = "VZNOS_BLIND_INDEX_KEY"
 
@@ -62,3 +64,31 @@ def build_keyring(settings: Settings) -> KeyRing:
         master = master or stored[MASTER_KEY_VARIABLE]
         index = index or stored[INDEX_KEY_VARIABLE]
     return KeyRing(parse_master_keys(master), parse_index_key(index))
+
+
+def link_secret(settings: Settings) -> str:
+    """The secret that signs members' self-service links: from settings, or generated once and
+    kept in data_dir (a restart keeps yesterday's links working). Every API process must use
+    the same one, so production sets VZNOS_LINK_SECRET."""
+    if settings.link_secret is not None:
+        return settings.link_secret.get_secret_value()
+    path = settings.data_dir / LINK_SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and linked into place: a reader never sees a half-written file, and
+        # when two processes start together the second link fails and both read the first.
+        aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(aside, path)
+            log.warning("keys.link_secret_created", path=str(path), hint="set VZNOS_LINK_SECRET")
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink()
+    value = path.read_text().strip()
+    if len(value) < 32:
+        raise ValueError(f"{path} holds a link secret too short to trust; delete it")
+    return value

@@ -67,6 +67,28 @@ def monthly_amount(
     return amount
 
 
+def member_monthly_amount(session: Session, member_id: uuid.UUID, period: date) -> int | None:
+    """What the member's plan asks for a month; None when the member has no plan then."""
+    row = session.execute(
+        select(DuesPlan, MemberDuesPlan.declared_wage_kopecks)
+        .join(MemberDuesPlan, MemberDuesPlan.plan_id == DuesPlan.id)
+        .where(MemberDuesPlan.member_id == member_id, MemberDuesPlan.effective_from <= period)
+        .order_by(MemberDuesPlan.effective_from.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    plan, wage = row
+    return monthly_amount(
+        plan.kind,
+        plan.amount_kopecks,
+        plan.rate_bp,
+        plan.minimum_kopecks,
+        plan.maximum_kopecks,
+        wage,
+    )
+
+
 def plan_out(plan: DuesPlan, org_code: str) -> DuesPlanOut:
     def money(kopecks: int | None) -> MoneyOut | None:
         return MoneyOut.of(kopecks) if kopecks is not None else None

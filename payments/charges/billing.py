@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import structlog
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +25,7 @@ from ledger.service import post_dues_accrual
 from members.models import Organization
 from payments.charges.models import Charge
 from payments.charges.service import TASK_SUBMIT, add_attempt, recurring_payment_body
-from payments.charges.states import ChargeKind, ChargeStatus
+from payments.charges.states import MONTHLY_KINDS, ChargeKind, ChargeStatus
 from payments.subscriptions.models import PaymentMethod, Subscription
 from payments.subscriptions.states import CHARGEABLE_STATUSES
 
@@ -102,7 +102,11 @@ class BillingService:
         self, session: Session, period: date, timezone: str | None, after: uuid.UUID
     ) -> list[tuple[Subscription, str, uuid.UUID, str]]:
         already_charged = exists().where(
-            and_(Charge.subscription_id == Subscription.id, Charge.period_month == period)
+            and_(
+                Charge.subscription_id == Subscription.id,
+                Charge.period_month == period,
+                Charge.kind.in_(list(MONTHLY_KINDS)),
+            )
         )
         query = (
             select(
@@ -148,7 +152,10 @@ class BillingService:
                 currency=subscription.currency,
                 created_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["subscription_id", "period_month"])
+            .on_conflict_do_nothing(
+                index_elements=["subscription_id", "period_month"],
+                index_where=text("kind IN ('initial', 'recurring')"),
+            )
             .returning(Charge.id)
         )
         if charge_id is None:

@@ -6,8 +6,17 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, SmallInteger, String, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -35,10 +44,19 @@ class Charge(Base):
     next_attempt_at: Mapped[datetime | None]
     # Past this instant (the end of the month in the organisation's zone) no retry is made.
     retry_until: Mapped[datetime | None]
+    # An overdue payment's months, oldest first (the ledger pays the oldest unpaid month first).
+    covered_months: Mapped[list[date] | None] = mapped_column(ARRAY(Date))
 
     __table_args__ = (
         # One charge per subscription and month: a second billing run cannot make another.
-        Index("uq_charges_subscription_period", "subscription_id", "period_month", unique=True),
+        # A member's own card change or overdue payment is not the month's charge.
+        Index(
+            "uq_charges_subscription_period",
+            "subscription_id",
+            "period_month",
+            unique=True,
+            postgresql_where=text("kind IN ('initial', 'recurring')"),
+        ),
         Index(
             "ix_charges_attempt_due",
             "next_attempt_at",

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payments.charges.models import Charge, ChargeAttempt
-from payments.charges.states import AttemptStatus
+from payments.charges.states import MONTHLY_KINDS, AttemptStatus, ChargeKind, ChargeStatus
 
 OPEN_ATTEMPT_STATUSES = (AttemptStatus.CREATED, AttemptStatus.SUBMITTING, AttemptStatus.PENDING)
 
@@ -52,7 +52,52 @@ def last_attempt(session: Session, charge_id: uuid.UUID) -> ChargeAttempt | None
 def latest_charge(session: Session, subscription_id: uuid.UUID) -> Charge | None:
     return session.scalar(
         select(Charge)
-        .where(Charge.subscription_id == subscription_id)
+        .where(Charge.subscription_id == subscription_id, Charge.kind.in_(list(MONTHLY_KINDS)))
         .order_by(Charge.period_month.desc())
         .limit(1)
+    )
+
+
+def open_self_service_attempt(
+    session: Session, subscription_id: uuid.UUID, kind: ChargeKind
+) -> ChargeAttempt | None:
+    """The open attempt of a member's pending card change or overdue payment, if any."""
+    return session.scalar(
+        select(ChargeAttempt)
+        .join(Charge, Charge.id == ChargeAttempt.charge_id)
+        .where(
+            Charge.subscription_id == subscription_id,
+            Charge.kind == kind,
+            Charge.status == ChargeStatus.PENDING,
+            ChargeAttempt.status.in_(OPEN_ATTEMPT_STATUSES),
+        )
+        .order_by(ChargeAttempt.created_at.desc())
+        .limit(1)
+    )
+
+
+def open_first_payment_attempts(session: Session, subscription_id: uuid.UUID) -> list[uuid.UUID]:
+    """Open attempts the member confirms on the acquirer's page (first payment, card change,
+    overdue payment): a member coming back from that page may have just finished one."""
+    return list(
+        session.scalars(
+            select(ChargeAttempt.id)
+            .join(Charge, Charge.id == ChargeAttempt.charge_id)
+            .where(
+                Charge.subscription_id == subscription_id,
+                Charge.kind != ChargeKind.RECURRING,
+                ChargeAttempt.status.in_(OPEN_ATTEMPT_STATUSES),
+            )
+        )
+    )
+
+
+def recent_charges(session: Session, subscription_id: uuid.UUID, limit: int) -> list[Charge]:
+    return list(
+        session.scalars(
+            select(Charge)
+            .where(Charge.subscription_id == subscription_id)
+            .order_by(Charge.created_at.desc())
+            .limit(limit)
+        )
     )

@@ -34,8 +34,10 @@ from payments.charges import repository
 from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.states import (
     ATTEMPT_TRANSITIONS,
+    SELF_SERVICE_KINDS,
     TERMINAL_ATTEMPT_STATUSES,
     AttemptStatus,
+    ChargeKind,
     ChargeStatus,
     charge_transition,
 )
@@ -48,7 +50,7 @@ from payments.gateway.port import (
     SavedCard,
 )
 from payments.subscriptions.models import PaymentMethod, Subscription
-from payments.subscriptions.states import Cause, SubscriptionStatus, move
+from payments.subscriptions.states import LIVE_STATUSES, Cause, SubscriptionStatus, move
 
 log = structlog.get_logger("payments.charges")
 
@@ -105,6 +107,17 @@ def payment_description(period_month: date) -> str:
     return f"Взнос за {period_month.month:02d}.{period_month.year}"
 
 
+def charge_description(charge: Charge) -> str:
+    """What the acquirer shows for a charge (at most 128 characters, neutral like the above)."""
+    if charge.kind == ChargeKind.CARD_CHANGE:
+        return "Привязка карты для взносов"
+    months = charge.covered_months or []
+    if charge.kind == ChargeKind.ARREARS and len(months) > 1:
+        first, last = months[0], months[-1]
+        return f"Взносы за {first.month:02d}.{first.year}–{last.month:02d}.{last.year}"
+    return payment_description(charge.period_month)
+
+
 def metadata_for(attempt_id: uuid.UUID, charge: Charge) -> dict[str, str]:
     return {
         META_ATTEMPT: str(attempt_id),
@@ -120,7 +133,7 @@ def initial_payment_body(attempt_id: uuid.UUID, charge: Charge, return_url: str)
         "save_payment_method": True,
         "payment_method_data": {"type": "bank_card"},
         "confirmation": {"type": "redirect", "return_url": return_url},
-        "description": payment_description(charge.period_month),
+        "description": charge_description(charge),
         "metadata": metadata_for(attempt_id, charge),
     }
 
@@ -441,12 +454,29 @@ class ChargeService:
                 card=payment.payment_method,
                 now=now,
             )
-            if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
+            if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION or (
+                charge.kind in SELF_SERVICE_KINDS and subscription.status in LIVE_STATUSES
+            ):
+                # A member's own card change or overdue payment saved a new card: it replaces
+                # the old one only now, when the payment with it has succeeded.
+                if subscription.payment_method_id != method.id:
+                    log.info(
+                        "subscription.card_replaced",
+                        subscription_id=str(subscription.id),
+                        charge_id=str(charge.id),
+                    )
                 subscription.payment_method_id = method.id
         if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
             move(subscription, SubscriptionStatus.ACTIVE, now, Cause.FIRST_PAYMENT_SUCCEEDED)
         elif subscription.status == SubscriptionStatus.PAST_DUE:
-            move(subscription, SubscriptionStatus.ACTIVE, now, Cause.CHARGE_SUCCEEDED)
+            cause = Cause.CARD_SAVED if charge.kind == ChargeKind.CARD_CHANGE else None
+            move(subscription, SubscriptionStatus.ACTIVE, now, cause or Cause.CHARGE_SUCCEEDED)
+        elif (
+            subscription.status == SubscriptionStatus.NEEDS_PAYMENT_METHOD
+            and charge.kind in SELF_SERVICE_KINDS
+        ):
+            # The member gave a working card: auto-pay is healthy again.
+            move(subscription, SubscriptionStatus.ACTIVE, now, Cause.CARD_SAVED)
         post_card_payment(
             session,
             member_id=charge.member_id,
@@ -459,6 +489,7 @@ class ChargeService:
             recorded_at=now,
             source_id=str(charge.id),
             timezone=_timezone_of(session, charge.organization_id),
+            covered_months=charge.covered_months,
         )
         _emit_payment(
             session,
@@ -513,6 +544,10 @@ class ChargeService:
                 recorded_at=now,
                 reason=reason,
             )
+        if charge.kind in SELF_SERVICE_KINDS:
+            # The member's own card change or overdue payment failed or was abandoned: the
+            # subscription, its card and its months stay exactly as they were.
+            return
         if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
             move(
                 subscription,

@@ -21,6 +21,13 @@ class ChargeStatus(StrEnum):
 class ChargeKind(StrEnum):
     INITIAL = "initial"  # the first payment, made by the member on the acquirer's page
     RECURRING = "recurring"  # a saved card charged without the member
+    # Started by the member on the self-service pages; neither is the month's charge.
+    CARD_CHANGE = "card_change"  # a small first payment that saves a new card
+    ARREARS = "arrears"  # one payment covering the overdue months (`covered_months`)
+
+
+MONTHLY_KINDS = frozenset({ChargeKind.INITIAL, ChargeKind.RECURRING})
+SELF_SERVICE_KINDS = frozenset({ChargeKind.CARD_CHANGE, ChargeKind.ARREARS})
 
 
 class AttemptStatus(StrEnum):

@@ -16,3 +16,13 @@ class LiveSubscriptionExists(Conflict):
 class AmountOutOfRange(InvalidInput):
     type_slug = "amount-out-of-range"
     title = "Amount out of range"
+
+
+class SubscriptionNotLive(Conflict):
+    type_slug = "subscription-not-live"
+    title = "Auto-pay is not on"
+
+
+class NothingOverdue(Conflict):
+    type_slug = "nothing-overdue"
+    title = "Nothing is overdue"

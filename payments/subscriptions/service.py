@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date
 
 import structlog
@@ -15,17 +16,21 @@ from core.db import transaction
 from core.money import MoneyOut
 from core.periods import billing_date, format_period, next_period, period_of, period_start
 from ledger.service import post_dues_accrual
+from members.consents import ConsentEvidence, record_consent
 from members.models import Member, Organization
 from members.service import Principal, visible_member
 from payments.charges import repository as charges_repository
-from payments.charges.models import Charge
+from payments.charges.arrears import Overdue, overdue
+from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.service import ChargeService, add_attempt, initial_payment_body
-from payments.charges.states import AttemptStatus, ChargeKind, ChargeStatus
+from payments.charges.states import MONTHLY_KINDS, AttemptStatus, ChargeKind, ChargeStatus
 from payments.gateway.port import GatewayDirectory
 from payments.subscriptions.errors import (
     AmountOutOfRange,
     LiveSubscriptionExists,
+    NothingOverdue,
     SubscriptionNotFound,
+    SubscriptionNotLive,
 )
 from payments.subscriptions.models import PaymentMethod, Subscription, SubscriptionStatusChange
 from payments.subscriptions.schemas import (
@@ -45,6 +50,10 @@ from payments.subscriptions.states import (
 )
 
 log = structlog.get_logger("payments.subscriptions")
+
+# Where a member may change the card or pay what is overdue: auto-pay is on, whatever its state,
+# once the first payment has saved a card.
+SELF_SERVICE_STATUSES = LIVE_STATUSES - {SubscriptionStatus.PENDING_CONFIRMATION}
 
 # A bank card payment at YooKassa is 1 to 350 000 roubles.
 MIN_CARD_KOPECKS = 100
@@ -70,6 +79,28 @@ class SubscriptionService:
     ) -> SubscriptionOut:
         """Create the subscription and its first payment, which the member confirms on the
         acquirer's page. The payment's key is committed before the gateway hears of it."""
+        subscription_id = self._start(
+            lambda session: visible_member(session, principal, external_id), data, None
+        )
+        return self.get(principal, subscription_id)
+
+    def start_for_member(
+        self, member_id: uuid.UUID, data: SubscriptionCreate, consent: ConsentEvidence
+    ) -> SubscriptionOut:
+        """The member starts auto-pay on the self-service page; their consent is recorded, with
+        its time and address, in the transaction that creates the subscription."""
+        subscription_id = self._start(lambda session: _member(session, member_id), data, consent)
+        with self._sessions() as session:
+            subscription = session.get(Subscription, subscription_id)
+            assert subscription is not None
+            return self._view(session, subscription, _member(session, member_id))
+
+    def _start(
+        self,
+        find_member: Callable[[Session], Member],
+        data: SubscriptionCreate,
+        consent: ConsentEvidence | None,
+    ) -> uuid.UUID:
         amount = data.amount.kopecks
         if not MIN_CARD_KOPECKS <= amount <= MAX_CARD_KOPECKS:
             raise AmountOutOfRange(
@@ -78,7 +109,8 @@ class SubscriptionService:
         now = self._clock.now()
         try:
             with transaction(self._sessions) as session:
-                member = visible_member(session, principal, external_id)
+                member = find_member(session)
+                external_id = member.external_id
                 live = session.scalar(
                     select(Subscription.id).where(
                         Subscription.member_id == member.id,
@@ -149,19 +181,28 @@ class SubscriptionService:
                     source_id=str(charge.id),
                     timezone=org.timezone,
                 )
+                if consent is not None:
+                    record_consent(
+                        session,
+                        member_id=member.id,
+                        evidence=consent,
+                        accepted_at=data.consent.accepted_at,
+                        source_type="subscription",
+                        source_id=str(subscription.id),
+                    )
                 subscription_id, attempt_id = subscription.id, attempt.id
         except IntegrityError as exc:
             if _constraint(exc) != "uq_subscriptions_one_live_per_member":
                 raise
             # Two concurrent starts for one member: the partial unique index let one through.
             raise LiveSubscriptionExists(
-                f"member {external_id!r} already has a live subscription", field="external_id"
+                "the member already has a live subscription", field="external_id"
             ) from exc
         log.info("subscription.started", subscription_id=str(subscription_id))
         # The member waits for the confirmation URL, so the first payment is sent right away;
         # if the gateway's answer is lost, the sweeper resolves it with the same key.
         self._charges.submit(attempt_id)
-        return self.get(principal, subscription_id)
+        return subscription_id
 
     def get(self, principal: Principal, subscription_id: uuid.UUID) -> SubscriptionOut:
         with self._sessions() as session:
@@ -176,6 +217,151 @@ class SubscriptionService:
             if move(subscription, SubscriptionStatus.CANCELED, now, Cause.BY_CRM):
                 log.info("subscription.canceled", subscription_id=str(subscription_id))
         return self.get(principal, subscription_id)
+
+    # -- the member's own actions (self-service pages) -----------------------------------------
+
+    def member_subscription(self, member_id: uuid.UUID) -> SubscriptionOut | None:
+        """The member's live subscription, or else their latest one; None if they never had one."""
+        with self._sessions() as session:
+            subscription = _latest_subscription(session, member_id)
+            if subscription is None:
+                return None
+            return self._view(session, subscription, _member(session, member_id))
+
+    def cancel_by_member(self, member_id: uuid.UUID) -> bool:
+        """The member stops auto-pay at once. False when there was nothing live to stop."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            subscription = _latest_subscription(session, member_id, for_update=True)
+            if subscription is None or subscription.status not in LIVE_STATUSES:
+                return False
+            moved = move(subscription, SubscriptionStatus.CANCELED, now, Cause.BY_MEMBER)
+            subscription_id = subscription.id
+        if moved:
+            log.info("subscription.canceled", subscription_id=str(subscription_id), by="member")
+        return moved
+
+    def overdue(self, member_id: uuid.UUID) -> Overdue:
+        with self._sessions() as session:
+            subscription = _latest_subscription(session, member_id)
+            if subscription is None or subscription.status not in SELF_SERVICE_STATUSES:
+                return Overdue(())
+            return overdue(session, subscription, self._current_period(session, subscription))
+
+    def change_card(self, member_id: uuid.UUID, return_url: str) -> str | None:
+        """A small first payment on the acquirer's page that saves a new card; the new card
+        replaces the old one only when that payment succeeds (see ChargeService._succeeded).
+
+        The amount is the smallest card payment YooKassa accepts (1.00 RUB), not a month's
+        dues: it never collides with the month's automatic charge or its retries, an abandoned
+        change costs the member nothing, and the rouble is not lost — it is posted to the
+        member's account like any payment and counts towards the next dues."""
+        return self._self_service_charge(
+            member_id, ChargeKind.CARD_CHANGE, return_url, lambda _session, _sub: None
+        )
+
+    def pay_overdue(self, member_id: uuid.UUID, return_url: str) -> str | None:
+        """One payment covering every overdue month; it saves the card it was made with, which
+        becomes the auto-pay card when the payment succeeds."""
+
+        def months(session: Session, subscription: Subscription) -> Overdue | None:
+            found = overdue(session, subscription, self._current_period(session, subscription))
+            if not found.months:
+                raise NothingOverdue("nothing is overdue", field="overdue")
+            return found
+
+        return self._self_service_charge(member_id, ChargeKind.ARREARS, return_url, months)
+
+    def _self_service_charge(
+        self,
+        member_id: uuid.UUID,
+        kind: ChargeKind,
+        return_url: str,
+        months_of: Callable[[Session, Subscription], Overdue | None],
+    ) -> str | None:
+        """Create (or reuse, on a double click) the member's payment of this kind and return
+        where to confirm it. The attempt's key is committed before the gateway hears of it."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            subscription = _latest_subscription(session, member_id, for_update=True)
+            if subscription is None or subscription.status not in SELF_SERVICE_STATUSES:
+                raise SubscriptionNotLive("auto-pay is not on", field="subscription")
+            open_attempt = charges_repository.open_self_service_attempt(
+                session, subscription.id, kind
+            )
+            if open_attempt is not None:
+                reused: tuple[uuid.UUID, str | None] | None = (
+                    open_attempt.id,
+                    open_attempt.confirmation_url,
+                )
+            else:
+                reused = None
+                found = months_of(session, subscription)
+                amount = found.total_kopecks if found is not None else MIN_CARD_KOPECKS
+                if not MIN_CARD_KOPECKS <= amount <= MAX_CARD_KOPECKS:
+                    raise AmountOutOfRange(
+                        "a card payment must be between 1.00 and 350000.00 RUB", field="amount"
+                    )
+                charge = Charge(
+                    id=uuid.uuid4(),
+                    subscription_id=subscription.id,
+                    member_id=subscription.member_id,
+                    organization_id=subscription.organization_id,
+                    period_month=(
+                        found.periods[0]
+                        if found is not None
+                        else self._current_period(session, subscription)
+                    ),
+                    kind=kind,
+                    status=ChargeStatus.PENDING,
+                    amount_kopecks=amount,
+                    currency=subscription.currency,
+                    created_at=now,
+                    covered_months=found.periods if found is not None else None,
+                )
+                session.add(charge)
+                session.flush()
+                attempt = add_attempt(
+                    session,
+                    charge,
+                    shop_id=self._gateways.default_shop_id(),
+                    body_for=lambda attempt_id: initial_payment_body(
+                        attempt_id, charge, return_url
+                    ),
+                    now=now,
+                )
+                attempt_id = attempt.id
+        if reused is not None:
+            if reused[1] is None:
+                self._charges.resolve(reused[0])
+                return self._confirmation_url(reused[0])
+            return reused[1]
+        log.info("charge.self_service_started", kind=str(kind), attempt_id=str(attempt_id))
+        self._charges.submit(attempt_id)
+        return self._confirmation_url(attempt_id)
+
+    def settle_returned(self, member_id: uuid.UUID) -> None:
+        """The member is back from the acquirer's page: ask the gateway about their open
+        first payments now instead of waiting for the notification (it only ever asks)."""
+        with self._sessions() as session:
+            subscription = _latest_subscription(session, member_id)
+            if subscription is None:
+                return
+            attempt_ids = charges_repository.open_first_payment_attempts(session, subscription.id)
+        for attempt_id in attempt_ids:
+            self._charges.resolve(attempt_id)
+
+    def _confirmation_url(self, attempt_id: uuid.UUID) -> str | None:
+        with self._sessions() as session:
+            attempt = session.get(ChargeAttempt, attempt_id)
+            if attempt is None or attempt.status != AttemptStatus.PENDING:
+                return None
+            return attempt.confirmation_url
+
+    def _current_period(self, session: Session, subscription: Subscription) -> date:
+        org = session.get(Organization, subscription.organization_id)
+        assert org is not None
+        return period_of(self._clock.now(), org.timezone)
 
     @staticmethod
     def _visible(
@@ -268,12 +454,34 @@ class SubscriptionService:
         )
 
 
+def _member(session: Session, member_id: uuid.UUID) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise SubscriptionNotFound("no such member", field="member")
+    return member
+
+
+def _latest_subscription(
+    session: Session, member_id: uuid.UUID, *, for_update: bool = False
+) -> Subscription | None:
+    query = (
+        select(Subscription)
+        .where(Subscription.member_id == member_id)
+        .order_by(Subscription.status.in_(LIVE_STATUSES).desc(), Subscription.created_at.desc())
+        .limit(1)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
 def _paid_by_card(session: Session, member_id: uuid.UUID, period: date) -> bool:
     return (
         session.scalar(
             select(Charge.id).where(
                 Charge.member_id == member_id,
                 Charge.period_month == period,
+                Charge.kind.in_(list(MONTHLY_KINDS)),
                 Charge.status == ChargeStatus.SUCCEEDED,
             )
         )
