@@ -37,7 +37,13 @@ class PaymentOut(BaseModel):
     subscription_id: uuid.UUID
     status: Annotated[str, Field(description="pending | succeeded | failed")]
     channel: Annotated[str, Field(description="How the money came: card")]
-    kind: Annotated[str, Field(description="initial (paid on the acquirer's page) | recurring")]
+    kind: Annotated[
+        str,
+        Field(
+            description="initial (paid on the acquirer's page) | recurring | card_change (the "
+            "member saved a new card) | arrears (the member paid overdue months at once)"
+        ),
+    ]
     amount: MoneyOut
     months: Annotated[
         list[str], Field(description="Dues months the payment covers", examples=[["2026-11"]])

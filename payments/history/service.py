@@ -124,7 +124,8 @@ def _views(session: Session, charges: list[Charge], member: Member) -> list[Paym
                 channel=Channel.CARD,
                 kind=charge.kind,
                 amount=MoneyOut.of(charge.amount_kopecks, charge.currency),
-                months=[format_period(charge.period_month)],
+                # An overdue payment covers several months; a card change, the month it was in.
+                months=[format_period(m) for m in charge.covered_months or [charge.period_month]],
                 card=card,
                 decline_reason=(
                     charge.failure_reason or (last.cancellation_reason if last else None)

@@ -142,6 +142,7 @@ def test_pay_overdue_is_one_payment_for_exactly_the_overdue_months(
     clock: ManualClock,
     subscribe: Subscribe,
     issue_link: IssueLink,
+    client: httpx.Client,
 ) -> None:
     subscription_id = subscribe()  # November paid; billing day 5
     clock.set(datetime(2026, 12, 6, 9, 0, tzinfo=UTC))
@@ -176,6 +177,9 @@ def test_pay_overdue_is_one_payment_for_exactly_the_overdue_months(
         JANUARY: (350_00, 350_00),
     }
     assert entry is not None and entry.description == "Card payment for 2026-12, 2027-01"
+    listed = client.get("/v1/payments", params={"member": "m-1"}).json()
+    [api_view] = [p for p in listed["data"] if p["kind"] == "arrears"]
+    assert api_view["months"] == ["2026-12", "2027-01"]
     after = container.subscriptions.get(principal, subscription_id)
     assert after.status == "active"
     assert after.card is not None and after.card.last4 == "1111"  # the card paid with is kept
