@@ -7,7 +7,7 @@ excluded from the one-charge-per-subscription-and-month rule, and an overdue pay
 the months it covers.
 
 Revision ID: 0007_self_service
-Revises: 0009_idempotency
+Revises: 0004_recurring_engine
 Create Date: 2026-11-23 13:30:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0007_self_service"
-down_revision = "0009_idempotency"
+down_revision = "0004_recurring_engine"
 branch_labels = None
 depends_on = None
 
