@@ -142,6 +142,13 @@ class YooKassaGateway:
         raw = self._request("POST", "refunds", json=body, idempotence_key=idempotence_key)
         return self._parsed_refund(raw)
 
+    def account_id(self) -> str:
+        """The shop these credentials open (GET /me): a cheap check that they work."""
+        account = self._request("GET", "me").get("account_id")
+        if not isinstance(account, str):
+            raise GatewayUnknownOutcome("unreadable account object")
+        return account
+
     def get_refund(self, refund_id: str) -> GatewayRefund:
         return self._parsed_refund(self._request("GET", f"refunds/{refund_id}"))
 

@@ -76,6 +76,15 @@ class ShopDirectory:
             self._clients[shop_id] = (version, client)
         return client
 
+    def verify(self, shop_id: str, secret_key: str) -> str:
+        """Ask the gateway which shop these credentials open, with a throwaway client.
+        Raises what the adapter raises (GatewayRejected for refused credentials)."""
+        client = self._factory(shop_id, secret_key)
+        try:
+            return client.account_id()
+        finally:
+            client.close()
+
     def invalidate(self, shop_id: str) -> None:
         """Forget the client of a shop whose credentials changed in this process."""
         with self._lock:

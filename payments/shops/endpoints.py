@@ -17,11 +17,13 @@ def build_router(*, shops: ShopService, principal: Callable[..., Principal]) -> 
     router = APIRouter(prefix="/v1", tags=["organizations"])
     Caller = Annotated[Principal, Depends(principal)]
 
-    @router.put("/organizations/{code}/shop", responses=problem_responses(401, 404, 409, 422))
+    @router.put("/organizations/{code}/shop", responses=problem_responses(401, 404, 409, 422, 503))
     def put_organization_shop(code: OrgCode, body: ShopPut, caller: Caller) -> ShopOut:
         """Collect the organisation's and its subtree's new payments through its own YooKassa
-        shop. The secret key is stored encrypted and never returned. Cards saved at another
-        shop keep being charged there (a card token only works at its shop)."""
+        shop. The credentials are checked with YooKassa first (422 if refused, 503 if it did
+        not answer; nothing changes either way). The secret key is stored encrypted and never
+        returned. Cards saved at another shop keep being charged there (a card token only
+        works at its shop)."""
         return shops.put(caller, code, body)
 
     @router.get("/organizations/{code}/shop", responses=problem_responses(401, 404, 422))

@@ -16,9 +16,15 @@ from core.crypto import KeyRing
 from core.db import transaction
 from members.models import Organization
 from members.service import Principal, visible_organization
+from payments.gateway.port import GatewayRejected, GatewayUnknownOutcome
 from payments.shops import repository
 from payments.shops.directory import ShopDirectory, secret_aad
-from payments.shops.errors import ShopChangedConcurrently, ShopTaken
+from payments.shops.errors import (
+    CredentialsRefused,
+    CredentialsUnchecked,
+    ShopChangedConcurrently,
+    ShopTaken,
+)
 from payments.shops.models import GatewayShop
 from payments.shops.schemas import EffectiveShopOut, OwnShopOut, ShopOut, ShopPut
 
@@ -49,6 +55,12 @@ class ShopService:
                 "this is the installation's own shop; remove the organisation's shop to use it",
                 field="shop_id",
             )
+        with self._sessions() as session:
+            org = visible_organization(session, principal, code, "code")
+            owner = session.get(GatewayShop, shop_id)
+            if owner is not None and owner.organization_id != org.id:
+                raise ShopTaken("this shop is registered to another organisation", field="shop_id")
+        self._check_credentials(shop_id, data.secret_key.get_secret_value())
         try:
             org_id = self._put(principal, code, shop_id, data, now)
         except IntegrityError as exc:
@@ -59,6 +71,24 @@ class ShopService:
         self._directory.invalidate(shop_id)
         log.info("shop.set", organization_id=str(org_id), shop_id=shop_id)
         return self.get(principal, code)
+
+    def _check_credentials(self, shop_id: str, secret_key: str) -> None:
+        """A wrong secret would make every payment of the subtree fail: refuse it now."""
+        try:
+            account = self._directory.verify(shop_id, secret_key)
+        except GatewayRejected as exc:
+            raise CredentialsRefused(
+                f"YooKassa answered {exc.status} to these credentials; nothing was changed",
+                field="secret_key",
+            ) from exc
+        except GatewayUnknownOutcome as exc:
+            raise CredentialsUnchecked(
+                "YooKassa did not answer; nothing was changed, try again", field="secret_key"
+            ) from exc
+        if account != shop_id:
+            raise CredentialsRefused(
+                "these credentials open another shop; nothing was changed", field="shop_id"
+            )
 
     def _put(
         self, principal: Principal, code: str, shop_id: str, data: ShopPut, now: datetime

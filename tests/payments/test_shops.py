@@ -18,7 +18,7 @@ from core.serving import BackgroundServer
 from members.models import Member
 from members.schemas import OrganizationCreate
 from payments.charges.models import Charge
-from payments.gateway.emulator import EmulatorServer
+from payments.gateway.emulator import EmulatorServer, Fault
 from payments.shops.models import GatewayShop
 from tests.conftest import SHOP_ID, Subscribe, Workers
 from vznos.container import Container
@@ -170,6 +170,7 @@ def test_a_changed_secret_is_used_from_the_next_call(
     subscribe: Subscribe,
     shops: None,
 ) -> None:
+    emulator.state.add_shop(SHOP_A, "stale-secret")
     assert put_shop(client, "a", SHOP_A, "stale-secret").status_code == 200
     # The directory built a client with the stale secret; the shop then rotates its key.
     stale = container.gateways.for_shop(SHOP_A)
@@ -250,3 +251,23 @@ def test_a_shop_cannot_be_taken_from_another_organisation(
     with container.sessions() as session:
         shop = session.get(GatewayShop, SHOP_A)
         assert shop is not None and shop.version == 1
+
+
+def test_credentials_the_gateway_refuses_change_nothing(
+    client: httpx.Client, container: Container, emulator: EmulatorServer, shops: None
+) -> None:
+    wrong = put_shop(client, "a", SHOP_A, "not-the-secret-of-A")
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.json()["field"] == "secret_key"
+    assert "not-the-secret-of-A" not in wrong.text
+    unknown = put_shop(client, "a", "999999", SECRET_A)
+    assert unknown.status_code == 422
+    assert client.get("/v1/organizations/a/shop").json()["shop"] is None
+    with container.sessions() as session:
+        assert session.scalar(select(GatewayShop.shop_id)) is None
+
+    emulator.state.inject_fault(Fault("GET", "/v3/me", "error_before", times=1))
+    unreachable = put_shop(client, "a", SHOP_A, SECRET_A)
+    assert unreachable.status_code == 503, unreachable.text
+    assert client.get("/v1/organizations/a/shop").json()["shop"] is None
+    assert put_shop(client, "a", SHOP_A, SECRET_A).status_code == 200
