@@ -308,10 +308,14 @@ class ChargeService:
     def _find_in_gateway_list(
         gateway: Gateway, attempt_id: uuid.UUID, first_sent: datetime
     ) -> GatewayPayment | None:
-        """Every create of this attempt carried its id in metadata and went out after
-        `first_sent`; YooKassa lists by time window only, so the match is ours."""
+        """Every create of this attempt carried its id in metadata and went out between
+        `first_sent` and the replay limit (23 h later, plus a request's timeout), so that is the
+        window; YooKassa lists by time window only, so the metadata match is ours."""
         wanted = str(attempt_id)
-        for payment in gateway.list_payments(created_from=first_sent - LIST_SEARCH_SLACK):
+        for payment in gateway.list_payments(
+            created_from=first_sent - LIST_SEARCH_SLACK,
+            created_until=first_sent + KEY_LIFETIME + LIST_SEARCH_SLACK,
+        ):
             if payment.metadata.get(META_ATTEMPT) == wanted:
                 return payment
         return None

@@ -85,9 +85,11 @@ class Gateway(Protocol):
 
     def list_refunds(self, payment_id: str) -> list[GatewayRefund]: ...
 
-    def list_payments(self, *, created_from: datetime) -> Iterator[GatewayPayment]:
-        """Every payment created at or after `created_from`, newest first, page by page.
-        YooKassa cannot filter by metadata: callers match it themselves."""
+    def list_payments(
+        self, *, created_from: datetime, created_until: datetime | None = None
+    ) -> Iterator[GatewayPayment]:
+        """Every payment created in [`created_from`, `created_until`], newest first, page by
+        page. YooKassa cannot filter by metadata: callers match it themselves."""
         ...
 
 

@@ -174,11 +174,15 @@ class YooKassaGateway:
         except (KeyError, TypeError, ValueError) as exc:
             raise GatewayUnknownOutcome(f"unreadable refund object: {exc}") from exc
 
-    def list_payments(self, *, created_from: datetime) -> Iterator[GatewayPayment]:
+    def list_payments(
+        self, *, created_from: datetime, created_until: datetime | None = None
+    ) -> Iterator[GatewayPayment]:
         params: dict[str, str] = {
             "created_at.gte": _wire_time(created_from),
             "limit": str(LIST_PAGE_SIZE),
         }
+        if created_until is not None:
+            params["created_at.lte"] = _wire_time(created_until)
         while True:
             page = self._request("GET", "payments", params=params)
             items = page.get("items")

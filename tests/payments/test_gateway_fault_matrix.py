@@ -287,9 +287,13 @@ def test_the_adapter_lists_payments_page_by_page(
     gateway = YooKassaGateway(shop_id=SHOP_ID, secret_key=SECRET_KEY, api_url=emulator.api_url)
     try:
         listed = list(gateway.list_payments(created_from=since))
+        window = gateway.list_payments(
+            created_from=since, created_until=since + timedelta(seconds=10)
+        )
+        assert [p.metadata["n"] for p in window] == [str(n) for n in range(10, -1, -1)]
     finally:
         gateway.close()
     assert [p.metadata["n"] for p in listed] == [str(n) for n in reversed(range(130))]
     assert old["id"] not in {p.id for p in listed}
     pages = [r for r in emulator.state.requests() if r["method"] == "GET"]
-    assert len(pages) == 2
+    assert len(pages) == 3

@@ -6,12 +6,14 @@ import base64
 import binascii
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -128,6 +130,9 @@ def _api(state: EmulatorState, operation: Operation, *, mutating: bool) -> Endpo
         call = ApiCall(shop_id, dict(request.path_params), dict(request.query_params), body, key)
         fault = state.take_fault(method, path)
         state.note_request(method, path, key, fault.kind if fault else None)
+        if state.latency_seconds is not None:
+            # Waiting without a thread: the emulator stays able to take many calls at once.
+            await anyio.sleep(random.uniform(*state.latency_seconds))  # noqa: S311
 
         def process() -> Answer:
             try:
@@ -334,6 +339,10 @@ def _control_routes(state: EmulatorState) -> list[Route]:
         value = body.get("three_ds_step")
         if value is not None and not isinstance(value, bool):
             raise ValueError("three_ds_step must be true or false")
+        latency = body.get("latency_ms")
+        if latency is not None:
+            low, high = (float(v) for v in latency)
+            return state.set_options(three_ds_step=value, latency_ms=(low, high))
         return state.set_options(three_ds_step=value)
 
     def journal(_: Request, __: dict[str, Any]) -> Any:

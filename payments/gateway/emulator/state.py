@@ -89,6 +89,8 @@ class EmulatorState:
         self._journal: list[dict[str, Any]] = []
         # Off by default: a 3-D Secure card then pays in one step, as the first tests expect.
         self.three_ds_step = False
+        # Network and processing time of a real acquirer, per API request (min, max seconds).
+        self.latency_seconds: tuple[float, float] | None = None
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
@@ -169,13 +171,29 @@ class EmulatorState:
     def script_notifications(self, fault: NotificationFault) -> None:
         self.notifier.script(fault)
 
-    def set_options(self, *, three_ds_step: bool | None = None) -> dict[str, Any]:
+    def set_options(
+        self,
+        *,
+        three_ds_step: bool | None = None,
+        latency_ms: tuple[float, float] | None = None,
+    ) -> dict[str, Any]:
         """Behaviour switched per test: with `three_ds_step` a 3-D Secure test card shows the
-        issuer's confirmation page before the payment completes."""
+        issuer's confirmation page before the payment completes; `latency_ms` (min, max) delays
+        every API answer by a uniform random time, as a real acquirer over the internet would
+        (benchmarks); (0, 0) turns it off."""
         with self._lock:
             if three_ds_step is not None:
                 self.three_ds_step = three_ds_step
-            return {"three_ds_step": self.three_ds_step}
+            if latency_ms is not None:
+                low, high = sorted(float(v) for v in latency_ms)
+                if low < 0:
+                    raise ValueError("latency must not be negative")
+                self.latency_seconds = (low / 1000, high / 1000) if high > 0 else None
+            latency = self.latency_seconds
+            return {
+                "three_ds_step": self.three_ds_step,
+                "latency_ms": [latency[0] * 1000, latency[1] * 1000] if latency else [0, 0],
+            }
 
     def note_request(self, method: str, path: str, key: str | None, fault: str | None) -> None:
         """The request journal: every API call with its key and the emulated time, so tests can
@@ -214,6 +232,7 @@ class EmulatorState:
             self._journal.clear()
             self.notifier.clear_faults()
             self.three_ds_step = False
+            self.latency_seconds = None
             self._save()
 
     # ---- oracles ------------------------------------------------------------------------

@@ -176,7 +176,8 @@ def test_three_d_secure_step_is_off_by_default_and_scripted_on(
 ) -> None:
     with harness.api() as api:
         assert api.post("/_emulator/options", json={"three_ds_step": True}).json() == {
-            "three_ds_step": True
+            "three_ds_step": True,
+            "latency_ms": [0, 0],
         }
     created = harness.create(harness.first_payment_body(), new_key()).json()
     url = created["confirmation"]["confirmation_url"]
@@ -240,3 +241,23 @@ def test_every_documented_decline_reason_is_reachable(
         assert payment["status"] == "canceled"
         seen.append(payment["cancellation_details"]["reason"])
     assert seen == reasons
+
+
+def test_latency_delays_every_answer(harness: Harness) -> None:
+    with harness.api() as api:
+        answer = api.post("/_emulator/options", json={"latency_ms": [300, 300]})
+        assert answer.json()["latency_ms"] == [300.0, 300.0]
+        started = time.monotonic()
+        assert api.get("/v3/me").status_code == 200
+        assert time.monotonic() - started >= 0.3
+        api.post("/_emulator/options", json={"latency_ms": [0, 0]})
+    assert harness.state.latency_seconds is None
+
+
+def test_saved_cards_in_bulk(harness: Harness, new_key: Callable[[], str]) -> None:
+    with harness.api() as api:
+        seeded = api.post("/_emulator/saved-cards", json={"shop_id": harness.shop, "ids": ["c-1"]})
+    assert seeded.json() == {"seeded": 1}
+    body = {"amount": {"value": "1.00", "currency": "RUB"}, "capture": True,
+            "payment_method_id": "c-1"}  # fmt: skip
+    assert harness.create(body, new_key()).json()["status"] == "succeeded"
