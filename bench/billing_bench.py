@@ -161,10 +161,10 @@ def run_once(args: argparse.Namespace, count: int) -> Result:
                 [*vznos_command(), "emulator", "--port", str(port), "--shop-id", SHOP_ID,
                  "--secret-key", SECRET_KEY],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=(Path(args.log_dir) / f"emulator-{count}.log").open("wb"),
             )
         )  # fmt: skip
-        wait_for(f"{base}/_emulator/options")
+        wait_for(f"{base}/_emulator/options", seconds=120)
         low, high = (float(v) for v in args.latency_ms.split(","))
         httpx.post(f"{base}/_emulator/options", json={"latency_ms": [low, high]}).raise_for_status()
         concurrency = args.workers * args.threads
@@ -209,9 +209,10 @@ def run_once(args: argparse.Namespace, count: int) -> Result:
         workers = [
             subprocess.Popen(
                 [*vznos_command(), "worker", "--threads", str(args.threads)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=env, stdout=subprocess.DEVNULL,
+                stderr=(Path(args.log_dir) / f"worker-{count}-{n}.log").open("wb"),
             )
-            for _ in range(args.workers)
+            for n in range(args.workers)
         ]  # fmt: skip
         procs += workers
         sampler = RssSampler([w.pid for w in workers])
@@ -343,6 +344,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--baseline-requests", type=int, default=2_000)
     parser.add_argument("--worker-boot-seconds", type=float, default=5.0)
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    parser.add_argument("--log-dir", default="/tmp", help="the emulator's and workers' stderr")
     args = parser.parse_args(argv)
     random.seed(0)
     results = []
