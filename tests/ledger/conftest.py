@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from members.schemas import OrganizationCreate
+from tests.conftest import with_idempotency_key
 from vznos.container import Container
 
 
@@ -50,5 +51,8 @@ def books(api_server: object, fed_key: str) -> httpx.Client:
 
     assert isinstance(api_server, BackgroundServer)
     return httpx.Client(
-        base_url=api_server.url, headers={"Authorization": f"Bearer {fed_key}"}, timeout=30
+        base_url=api_server.url,
+        headers={"Authorization": f"Bearer {fed_key}"},
+        timeout=30,
+        event_hooks={"request": [with_idempotency_key]},
     )

@@ -9,6 +9,7 @@ import httpx
 
 from core.serving import BackgroundServer
 from payments.gateway.emulator import EmulatorServer
+from tests.conftest import with_idempotency_key
 
 
 def test_concurrent_starts_make_one_subscription(
@@ -22,7 +23,10 @@ def test_concurrent_starts_make_one_subscription(
 
     def start(_: int) -> int:
         with httpx.Client(
-            base_url=api_server.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+            base_url=api_server.url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=30,
+            event_hooks={"request": [with_idempotency_key]},
         ) as http:
             return http.post(
                 "/v1/members/m-race/subscriptions", json=subscription_body()

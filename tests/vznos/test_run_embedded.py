@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import with_idempotency_key
+
 pytestmark = pytest.mark.e2e
 
 
@@ -65,7 +67,12 @@ def test_vznos_run_on_embedded_defaults(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port + 1}/v3" in output
 
         headers = {"Authorization": f"Bearer {key.group(1)}"}
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        with httpx.Client(
+            base_url=base,
+            headers=headers,
+            timeout=30,
+            event_hooks={"request": [with_idempotency_key]},
+        ) as client:
             member = client.put(
                 "/v1/members/demo-1", json={"organization_code": "demo", "full_name": "Демо"}
             )

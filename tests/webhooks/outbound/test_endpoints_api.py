@@ -11,6 +11,7 @@ import pytest
 from core.db import transaction
 from core.outbox import EventType, emit
 from members.schemas import OrganizationCreate
+from tests.conftest import with_idempotency_key
 from vznos.container import Container
 
 from .conftest import CRM_URL, StubResolver
@@ -32,7 +33,11 @@ def other_client(container: Container, client: httpx.Client) -> httpx.Client:
         OrganizationCreate(code="other", name="Другой / Other", timezone="Europe/Moscow"), None
     )
     key = container.access.create_api_key("other", "tests")[1]
-    return httpx.Client(base_url=client.base_url, headers={"Authorization": f"Bearer {key}"})
+    return httpx.Client(
+        base_url=client.base_url,
+        headers={"Authorization": f"Bearer {key}"},
+        event_hooks={"request": [with_idempotency_key]},
+    )
 
 
 def test_endpoint_lifecycle_shows_the_secret_once(client: httpx.Client) -> None:
