@@ -87,10 +87,10 @@ def load_members(
     `<prefix>00000001` … number them."""
     connection.execute(
         text(
-            "INSERT INTO members (id, external_id, organization_id, full_name, email, phone,"
+            "INSERT INTO members (id, external_id, organization_id,"
             " joined_on, left_on, created_at, updated_at)"
             " SELECT gen_random_uuid(), :prefix || lpad(g::text, 8, '0'),"
-            " (CAST(:orgs AS uuid[]))[1 + g % :n_orgs], 'Member ' || g, NULL, NULL, NULL, NULL,"
+            " (CAST(:orgs AS uuid[]))[1 + g % :n_orgs], NULL, NULL,"
             " :now, :now FROM generate_series(1, :count) AS g"
         ),
         {

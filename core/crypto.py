@@ -92,6 +92,20 @@ def column_aad(table: str, column: str, row_id: object) -> str:
 
 
 @dataclass(frozen=True)
+class SealedColumn:
+    """A column of installation secrets sealed by `KeyRing.seal(value, column_aad(table,
+    column, row id))`. Each domain declares its own; `vznos keys rotate` re-seals them all
+    under the newest master key."""
+
+    table: str
+    column: str
+    id_column: str = "id"
+
+    def aad(self, row_id: object) -> str:
+        return column_aad(self.table, self.column, row_id)
+
+
+@dataclass(frozen=True)
 class MasterKey:
     key_id: str
     material: bytes = field(repr=False)

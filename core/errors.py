@@ -52,6 +52,12 @@ class NotFound(DomainError):
     title = "Not found"
 
 
+class Gone(DomainError):
+    status = 410
+    type_slug = "gone"
+    title = "Gone"
+
+
 class Conflict(DomainError):
     status = 409
     type_slug = "conflict"

@@ -85,8 +85,10 @@ def build_router(
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return member
 
-    @router.get("/members/{external_id}", responses=problem_responses(401, 404, 422))
+    @router.get("/members/{external_id}", responses=problem_responses(401, 404, 410, 422))
     def get_member(external_id: ExternalId, caller: Caller) -> MemberOut:
+        """The member with their personal data (decrypted for this response only). An erased
+        member is 410."""
         return members.get(caller, external_id)
 
     @router.get("/members/{external_id}/account", responses=problem_responses(401, 404, 422))

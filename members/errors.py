@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, Gone, InvalidInput, NotFound
 
 
 class OrganizationNotFound(NotFound):
@@ -21,3 +21,8 @@ class OrganizationExists(Conflict):
 class InvalidTimezone(InvalidInput):
     type_slug = "invalid-timezone"
     title = "Unknown time zone"
+
+
+class MemberErased(Gone):
+    type_slug = "member-erased"
+    title = "Member erased"

@@ -11,8 +11,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
@@ -42,9 +44,15 @@ class Member(Base):
     # The CRM's own membership record id; the API addresses members by it.
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
-    full_name: Mapped[str] = mapped_column(String(300))
-    email: Mapped[str | None] = mapped_column(String(320))
-    phone: Mapped[str | None] = mapped_column(String(32))
+    # Personal data, encrypted under the member's data key (members/pii.py); never plaintext.
+    # NULL after erasure. Read and write them only through `MemberVault`.
+    full_name_ciphertext: Mapped[str | None] = mapped_column(Text)
+    email_ciphertext: Mapped[str | None] = mapped_column(Text)
+    phone_ciphertext: Mapped[str | None] = mapped_column(Text)
+    birth_date_ciphertext: Mapped[str | None] = mapped_column(Text)
+    # Blind indexes (HMAC under the index key) for lookups by email or phone.
+    email_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
     # Membership dates (inclusive); unknown dates mean "a member all along".
     joined_on: Mapped[date | None]
     left_on: Mapped[date | None]
@@ -53,6 +61,27 @@ class Member(Base):
     paydays: Mapped[list[int] | None] = mapped_column(ARRAY(SmallInteger))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Crypto-shredded: the data key is destroyed and external_id replaced by a pseudonym.
+    erased_at: Mapped[datetime | None]
+
+
+class MemberDataKey(Base):
+    """A member's data key, wrapped by a master key (`kek_id`). Deleting it crypto-shreds the
+    member. Two versions exist only inside the transaction that rotates the data key."""
+
+    __tablename__ = "member_data_keys"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    kek_id: Mapped[str] = mapped_column(String(32), index=True)
+    wrapped_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    rewrapped_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        PrimaryKeyConstraint("member_id", "version"),
+        CheckConstraint("version > 0", name="version_positive"),
+    )
 
     __table_args__ = (
         CheckConstraint(

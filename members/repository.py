@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import literal, select
+from sqlalchemy import false, literal, or_, select
 from sqlalchemy.orm import Session
 
 from members.models import ApiKey, Member, Organization
@@ -32,6 +32,18 @@ def member_by_external_id(
     if for_update:
         query = query.with_for_update()
     return session.scalar(query)
+
+
+def members_by_index(
+    session: Session, *, email_index: str | None, phone_index: str | None
+) -> list[Member]:
+    """Members whose blind index matches either value (exact, keyed-hash equality)."""
+    conditions = [
+        *([Member.email_index == email_index] if email_index else []),
+        *([Member.phone_index == phone_index] if phone_index else []),
+    ]
+    query = select(Member).where(or_(false(), *conditions)).order_by(Member.created_at)
+    return list(session.scalars(query.limit(100)))
 
 
 def api_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:

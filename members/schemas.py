@@ -54,6 +54,7 @@ class MemberUpsert(BaseModel):
     full_name: Name
     email: EmailStr | None = None
     phone: Annotated[Phone | None, Field(description="E.164, e.g. +79161234567")] = None
+    birth_date: Annotated[date | None, Field(description="Date of birth")] = None
     joined_on: Annotated[date | None, Field(description="First day of membership")] = None
     left_on: Annotated[date | None, Field(description="Last day of membership")] = None
 
@@ -71,6 +72,7 @@ class MemberOut(BaseModel):
     full_name: str
     email: str | None
     phone: str | None
+    birth_date: date | None
     joined_on: date | None
     left_on: date | None
     created_at: datetime

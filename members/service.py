@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +20,13 @@ from core.periods import local_date, zone
 from members import repository
 from members.errors import (
     InvalidTimezone,
+    MemberErased,
     MemberNotFound,
     OrganizationExists,
     OrganizationNotFound,
 )
 from members.models import ApiKey, Member, Organization
+from members.pii import DataKeyMissing, MemberVault, PersonalData
 from members.schemas import MemberOut, MemberUpsert, OrganizationCreate, OrganizationOut
 
 log = structlog.get_logger("members")
@@ -63,14 +65,24 @@ def organization_out(org: Organization) -> OrganizationOut:
     )
 
 
-def member_out(member: Member, org_code: str) -> MemberOut:
+ERASED_PREFIX = "erased:"
+
+
+def pseudonym(member_id: uuid.UUID) -> str:
+    """What an erased member's external id becomes: the ledger keeps its amounts under the
+    member's random id, and nothing links it back to the CRM's record."""
+    return f"{ERASED_PREFIX}{member_id}"
+
+
+def member_out(member: Member, org_code: str, personal: PersonalData) -> MemberOut:
     return MemberOut(
         id=member.id,
         external_id=member.external_id,
         organization_code=org_code,
-        full_name=member.full_name,
-        email=member.email,
-        phone=member.phone,
+        full_name=personal.full_name,
+        email=personal.email,
+        phone=personal.phone,
+        birth_date=personal.birth_date,
         joined_on=member.joined_on,
         left_on=member.left_on,
         created_at=member.created_at,
@@ -79,11 +91,23 @@ def member_out(member: Member, org_code: str) -> MemberOut:
 
 
 def visible_member(session: Session, principal: Principal, external_id: str) -> Member:
-    """The member, if it exists and lies in the caller's subtree; 404 alike otherwise."""
+    """The member, if it exists and lies in the caller's subtree; 404 alike otherwise, and
+    410 once erased."""
     member = repository.member_by_external_id(session, external_id)
     if member is None or not principal.can_see(member.organization_id):
         raise MemberNotFound(f"no member with external id {external_id!r}", field="external_id")
+    if member.erased_at is not None:
+        raise MemberErased("the member's personal data was erased", field="external_id")
     return member
+
+
+def erase(session: Session, vault: MemberVault, member: Member, now: datetime) -> None:
+    """Crypto-shred the member in the caller's transaction: destroy the data key, forget the
+    CRM's id. Ledger rows keep pointing at `member.id`, so the books stay whole."""
+    vault.shred(session, member.id)
+    member.external_id = pseudonym(member.id)
+    member.erased_at = now
+    member.updated_at = now
 
 
 def visible_organization(
@@ -185,9 +209,10 @@ class OrganizationService:
 
 
 class MemberService:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, vault: MemberVault) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._vault = vault
 
     def upsert(
         self, principal: Principal, external_id: str, data: MemberUpsert
@@ -202,21 +227,33 @@ class MemberService:
                     member = repository.member_by_external_id(session, external_id, for_update=True)
                     created = member is None
                     if member is None:
-                        member = Member(id=new_id(), external_id=external_id, created_at=now)
+                        member = Member(
+                            id=new_id(),
+                            external_id=external_id,
+                            organization_id=org.id,
+                            created_at=now,
+                            updated_at=now,
+                        )
                         session.add(member)
+                        session.flush()
+                        self._vault.create_data_key(session, member.id, now)
                     elif not principal.can_see(member.organization_id):
                         raise MemberNotFound(
                             f"no member with external id {external_id!r}", field="external_id"
                         )
+                    personal = PersonalData(
+                        full_name=data.full_name,
+                        email=data.email,
+                        phone=data.phone,
+                        birth_date=data.birth_date,
+                    )
                     member.organization_id = org.id
-                    member.full_name = data.full_name
-                    member.email = data.email
-                    member.phone = data.phone
+                    self._vault.write(session, member, personal)
                     member.joined_on = data.joined_on
                     member.left_on = data.left_on
                     member.updated_at = now
                     session.flush()
-                    out = member_out(member, org.code)
+                    out = member_out(member, org.code, personal)
                 log.info("member.upserted", member_id=str(out.id), created=created)
                 return out, created
             except IntegrityError:
@@ -235,4 +272,47 @@ class MemberService:
             member = visible_member(session, principal, external_id)
             org = session.get(Organization, member.organization_id)
             assert org is not None
-            return member_out(member, org.code)
+            try:
+                personal = self._vault.read(session, member)
+            except DataKeyMissing as exc:
+                raise MemberErased(
+                    "the member's personal data was erased", field="external_id"
+                ) from exc
+            log.info("member.personal_data_read", member_id=str(member.id))
+            return member_out(member, org.code, personal)
+
+    def find_by_contact(
+        self, principal: Principal, *, email: str | None = None, phone: str | None = None
+    ) -> list[MemberOut]:
+        """Members with this email or phone, in the caller's subtree, found by blind index:
+        the value itself is never compared in SQL."""
+        with self._sessions() as session:
+            members = repository.members_by_index(
+                session,
+                email_index=self._vault.email_index(email) if email else None,
+                phone_index=self._vault.phone_index(phone) if phone else None,
+            )
+            found: list[MemberOut] = []
+            for member in members:
+                if not principal.can_see(member.organization_id) or member.erased_at:
+                    continue
+                org = session.get(Organization, member.organization_id)
+                assert org is not None
+                found.append(member_out(member, org.code, self._vault.read(session, member)))
+            return found
+
+    def rotate_data_key(self, external_id: str) -> int:
+        """Re-encrypt one member under a fresh data key and destroy the old key (operator)."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            member = repository.member_by_external_id(session, external_id, for_update=True)
+            if member is None:
+                raise MemberNotFound(
+                    f"no member with external id {external_id!r}", field="external_id"
+                )
+            if member.erased_at is not None:
+                raise MemberErased("the member's personal data was erased", field="external_id")
+            member_id = member.id
+            version = self._vault.rotate_data_key(session, member_id, now)
+        log.info("member.data_key_rotated", member_id=str(member_id), version=version)
+        return version

@@ -3,7 +3,9 @@ the application served on loopback, in-process dramatiq workers, and a manual cl
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 import sys
 import uuid
@@ -21,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from core.clock import Clock, ManualClock
 from core.faults import FaultPoints
+from core.logging import EMAIL_PATTERN, PHONE_PATTERN, configure_logging, luhn_valid
 from core.networks import LOOPBACK_NETWORKS, YOOKASSA_NOTIFICATION_NETWORKS, parse_networks
 from core.serving import BackgroundServer
 from core.settings import Settings, normalize_database_url
@@ -45,6 +48,70 @@ BLIND_INDEX_KEY = "ojaly0swmZrRTb_IlYY25aWmhhpfXU1gJ0SOgQBMRGw"
 LINK_SECRET = "test-link-secret-for-vznos-member-pages"
 # A Monday morning in Moscow; billing tests move the clock from here.
 START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+# -- T24: logs never carry personal data, card numbers or secrets ---------------------------
+# Every test's log records (all threads: the API server, workers, the emulator) are scanned for
+# the fixtures' member names, anything shaped like an email or a phone number, Luhn-valid card
+# numbers, and the test secrets. A hit fails the test that logged it.
+MEMBER_NAMES = (
+    "Анна Смирнова",
+    "Иван Петров",
+    "Мария Иванова",
+    "Олег Кузнецов",
+    "Смирнова",
+    "Петров",
+)
+SECRETS = (
+    SECRET_KEY,
+    MASTER_KEY.split(":", 1)[1],
+    BLIND_INDEX_KEY,
+)
+SECRET_PATTERNS = re.compile(r"\bvz_[A-Za-z0-9_-]{20,}|whsec_[A-Za-z0-9+/=]{20,}")
+CARD_PATTERN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+
+
+def sensitive_hits(text: str) -> list[str]:
+    """What in `text` is personal data, a card number or a secret."""
+    hits = [name for name in (*MEMBER_NAMES, *SECRETS) if name in text]
+    hits += EMAIL_PATTERN.findall(text) + PHONE_PATTERN.findall(text)
+    hits += SECRET_PATTERNS.findall(text)
+    hits += [run for run in CARD_PATTERN.findall(text) if luhn_valid(run)]
+    return hits
+
+
+class LogScan(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):
+            text = str(record.msg)
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.hits += [f"{record.name}: {hit!r} in {text[:300]!r}" for hit in sensitive_hits(text)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def structured_logs() -> None:
+    """Logs as production makes them: structlog through the standard library, redacted."""
+    configure_logging("json", "INFO")
+
+
+@pytest.fixture(autouse=True)
+def log_hygiene() -> Iterator[LogScan]:
+    scan = LogScan()
+    root = logging.getLogger()
+    root.addHandler(scan)
+    try:
+        yield scan
+    finally:
+        root.removeHandler(scan)
+    if scan.hits:
+        pytest.fail("sensitive data in logs:\n" + "\n".join(scan.hits[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

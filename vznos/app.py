@@ -88,6 +88,9 @@ def create_app(container: Container) -> FastAPI:
         payments_endpoints.build_router(payments=container.payments, principal=principal),
         refunds_endpoints.build_router(refunds=container.refunds, principal=principal),
         shops_endpoints.build_router(shops=container.shops, principal=principal),
+        subscriptions_endpoints.build_erasure_router(
+            erasure=container.erasure, principal=principal
+        ),
         dues_endpoints.build_router(
             dues=container.dues, treasury=container.treasury, principal=principal
         ),

@@ -6,7 +6,7 @@ import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,9 @@ from core.logging import configure_logging
 from core.periods import InvalidPeriod, parse_period
 from core.settings import Settings
 from vznos.runtime import EMULATOR_SECRET_KEY, EMULATOR_SHOP_ID
+
+if TYPE_CHECKING:
+    from vznos.keys import KeyStatus
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vznos: union dues by card.")
 org_app = typer.Typer(no_args_is_help=True, help="Organisations of the union tree.")
@@ -30,6 +33,8 @@ webhooks_app.add_typer(inbox_app, name="inbox")
 app.add_typer(webhooks_app, name="webhooks")
 keys_app = typer.Typer(no_args_is_help=True, help="Master keys: generate, rotate, status.")
 app.add_typer(keys_app, name="keys")
+members_app = typer.Typer(no_args_is_help=True, help="Members' personal data.")
+app.add_typer(members_app, name="members")
 
 Host = Annotated[str | None, typer.Option(help="Interface to listen on")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on")]
@@ -113,13 +118,14 @@ def emulator(
 @app.command()
 def migrate() -> None:
     """Apply database migrations up to the latest."""
+    from vznos.keys import build_keyring
     from vznos.migrate import upgrade
     from vznos.runtime import resolve_database_url
 
     settings = _settings()
     url, embedded = resolve_database_url(settings)
     try:
-        upgrade(url)
+        upgrade(url, keyring=build_keyring(settings))
         typer.echo("migrations applied")
     finally:
         if embedded:
@@ -332,6 +338,87 @@ def keys_generate(
         typer.echo(MasterKey.generate(key_id).export())
     except KeyConfigurationError as exc:
         _fail(str(exc))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction")] = 500,
+) -> None:
+    """Re-wrap every member data key and re-seal every secret under the FIRST key of
+    VZNOS_MASTER_KEY, online, in small transactions; safe to interrupt and run again."""
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        moved = container.keys.rotate(batch_size)
+        status = container.keys.status()
+    typer.echo(f"re-wrapped {moved} under master key {status.current_key_id!r}")
+    _echo_key_status(status)
+    if status.pending:
+        typer.echo(f"{status.pending} still under older keys (busy rows): run it again", err=True)
+        raise typer.Exit(code=1)
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """What each master key still wraps, and which configured keys are safe to remove."""
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        status = container.keys.status()
+    _echo_key_status(status)
+
+
+def _echo_key_status(status: KeyStatus) -> None:
+    for place, counts in status.usage.items():
+        listed = ", ".join(f"{key_id}: {n}" for key_id, n in sorted(counts.items())) or "none"
+        typer.echo(f"{place}: {listed}")
+    typer.echo(f"current master key: {status.current_key_id}")
+    if status.removable:
+        typer.echo(
+            f"no longer used, safe to remove from VZNOS_MASTER_KEY: {', '.join(status.removable)}"
+        )
+
+
+@members_app.command("erase")
+def members_erase(
+    external_id: Annotated[str, typer.Argument(help="The CRM's membership record id")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Erase a member for good (crypto-shredding): cancel their auto-pay, destroy their data
+    key. The ledger keeps the amounts under a pseudonym. Rotate the master key afterwards
+    (`vznos keys rotate`) so that older backups cannot bring the member back."""
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    if not yes:
+        typer.confirm(f"erase member {external_id!r} irreversibly?", abort=True)
+    with operator_container(_settings()) as container:
+        try:
+            erasure = container.erasure.erase(None, external_id)
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(
+        f"erased: now {erasure.pseudonym} at {erasure.erased_at.isoformat()}, "
+        f"{erasure.subscriptions_canceled} subscriptions canceled"
+    )
+
+
+@members_app.command("rotate-key")
+def members_rotate_key(
+    external_id: Annotated[str, typer.Argument(help="The CRM's membership record id")],
+) -> None:
+    """Re-encrypt one member's data under a new data key and destroy the old one."""
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        try:
+            version = container.members.rotate_data_key(external_id)
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(f"member {external_id}: data key version {version}")
 
 
 @app.command()

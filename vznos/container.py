@@ -21,6 +21,7 @@ from core.ssrf import UrlGuard
 from ledger.reads import LedgerReads
 from members.dues.service import DuesService
 from members.dues.treasury import TreasuryService
+from members.pii import MemberVault
 from members.service import AccessService, MemberService, OrganizationService
 from payments.charges.billing import BillingService
 from payments.charges.service import TASK_RESOLVE, TASK_SUBMIT, ChargeService
@@ -31,6 +32,8 @@ from payments.pages.service import MemberPages
 from payments.refunds.service import TASK_RESOLVE_REFUND, TASK_SUBMIT_REFUND, RefundService
 from payments.shops.directory import ShopDirectory
 from payments.shops.service import ShopService
+from payments.subscriptions.erasure import ErasureService
+from payments.subscriptions.models import PAYMENT_METHOD_COLUMNS
 from payments.subscriptions.service import SubscriptionService
 from vznos.broker import (
     QUEUE_PAYMENTS,
@@ -40,7 +43,7 @@ from vznos.broker import (
     build_broker,
     register,
 )
-from vznos.keys import build_keyring, link_secret
+from vznos.keys import SEALED_COLUMNS, KeyRotation, build_keyring, link_secret
 from webhooks.inbound.policy import InboundPolicy
 from webhooks.inbound.service import TASK_PROCESS, InboxService
 from webhooks.outbound.delivery import TASK_DELIVER, OutboundDeliveries
@@ -68,6 +71,7 @@ class Container:
     faults: FaultPoints
     gateways: ShopDirectory
     shops: ShopService
+    vault: MemberVault
     access: AccessService
     organizations: OrganizationService
     members: MemberService
@@ -80,6 +84,8 @@ class Container:
     payments: PaymentReads
     refunds: RefundService
     pages: MemberPages
+    erasure: ErasureService
+    keys: KeyRotation
     inbox: InboxService
     url_guard: UrlGuard
     outbound: OutboundDeliveries
@@ -108,6 +114,7 @@ def build_container(
 ) -> Container:
     clock = clock or SystemClock()
     keyring = keyring or build_keyring(settings)
+    vault = MemberVault(keyring, PAYMENT_METHOD_COLUMNS)
     engine = make_engine(database_url)
     sessions = make_sessions(engine)
     broker = broker or build_broker(settings.broker_url)
@@ -136,6 +143,7 @@ def build_container(
         gateways=gateways,
         queue=queue,
         faults=faults,
+        vault=vault,
         key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
     )
     refunds = RefundService(
@@ -166,6 +174,7 @@ def build_container(
         clock=clock,
         queue=queue,
         sender=webhook_sender,
+        keyring=keyring,
         disable_after=timedelta(days=settings.webhook_disable_after_days),
     )
     register(
@@ -211,7 +220,8 @@ def build_container(
         shops=ShopService(sessions=sessions, clock=clock, keyring=keyring, directory=gateways),
         access=AccessService(sessions, clock),
         organizations=OrganizationService(sessions, clock),
-        members=MemberService(sessions, clock),
+        vault=vault,
+        members=MemberService(sessions, clock, vault),
         ledger=LedgerReads(sessions),
         dues=DuesService(sessions, clock, accrual_rule=settings.accrual_rule),
         treasury=TreasuryService(sessions, clock),
@@ -223,6 +233,8 @@ def build_container(
         refunds=refunds,
         subscriptions=subscriptions,
         pages=pages,
+        erasure=ErasureService(sessions, clock, vault),
+        keys=KeyRotation(sessions, clock, vault, SEALED_COLUMNS),
         inbox=inbox,
         url_guard=url_guard,
         outbound=outbound,
@@ -231,6 +243,7 @@ def build_container(
             clock=clock,
             guard=url_guard,
             deliveries=outbound,
+            keyring=keyring,
             secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
         ),
         webhook_sender=webhook_sender,

@@ -1,21 +1,34 @@
-"""The key ring from settings, or a development key pair generated once and kept on disk."""
+"""The key ring from settings (or a development key pair generated once and kept on disk), and
+master key rotation over everything the master key wraps or seals."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from sqlalchemy.orm import Session, sessionmaker
 
+from core.clock import Clock
 from core.crypto import (
     KeyRing,
     MasterKey,
+    SealedColumn,
     generate_index_key,
     parse_index_key,
     parse_master_keys,
 )
+from core.db import transaction
+from core.sealing import reseal_batch, sealed_key_counts
 from core.settings import Settings
+from members.pii import MemberVault
+from webhooks.outbound.models import SECRET_COLUMNS
+
+# Every column of installation secrets sealed by the master key, for `vznos keys rotate`.
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (*SECRET_COLUMNS,)
 
 log = structlog.get_logger("vznos.keys")
 
@@ -92,3 +105,82 @@ def link_secret(settings: Settings) -> str:
     if len(value) < 32:
         raise ValueError(f"{path} holds a link secret too short to trust; delete it")
     return value
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    current_key_id: str
+    configured_key_ids: tuple[str, ...]
+    # Per place ("member_data_keys", "webhook_endpoints.secret_sealed", …): count per key id.
+    usage: dict[str, dict[str, int]]
+
+    @property
+    def key_ids_in_use(self) -> set[str]:
+        return {key_id for counts in self.usage.values() for key_id in counts}
+
+    @property
+    def removable(self) -> tuple[str, ...]:
+        """Configured master keys nothing is wrapped or sealed under any more."""
+        return tuple(
+            k
+            for k in self.configured_key_ids
+            if k not in self.key_ids_in_use and k != self.current_key_id
+        )
+
+    @property
+    def pending(self) -> int:
+        return sum(
+            n
+            for counts in self.usage.values()
+            for key_id, n in counts.items()
+            if key_id != self.current_key_id
+        )
+
+
+class KeyRotation:
+    """`vznos keys rotate`: re-wrap every member data key and re-seal every installation secret
+    under the newest master key, in small transactions, online and resumable."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        vault: MemberVault,
+        sealed_columns: Sequence[SealedColumn],
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._vault = vault
+        self._sealed = tuple(sealed_columns)
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self._vault.keyring
+
+    def rotate(self, batch_size: int = 500) -> int:
+        """Returns how many keys and secrets were re-wrapped."""
+        done = 0
+        while True:
+            with transaction(self._sessions) as session:
+                moved = self._vault.rewrap_batch(session, self._clock.now(), batch_size)
+            done += moved
+            if moved:
+                log.info("keys.data_keys_rewrapped", count=moved, total=done)
+            if moved < batch_size:
+                break
+        for column in self._sealed:
+            while True:
+                with transaction(self._sessions) as session:
+                    moved = reseal_batch(session, self.keyring, column, batch_size)
+                done += moved
+                if moved < batch_size:
+                    break
+        log.info("keys.rotated", current_key_id=self.keyring.current_key_id, total=done)
+        return done
+
+    def status(self) -> KeyStatus:
+        with self._sessions() as session:
+            usage = {"member_data_keys": self._vault.data_key_counts(session)}
+            for column in self._sealed:
+                usage[f"{column.table}.{column.column}"] = sealed_key_counts(session, column)
+        return KeyStatus(self.keyring.current_key_id, self.keyring.key_ids, usage)

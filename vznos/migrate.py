@@ -5,12 +5,16 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from core.crypto import KeyRing
 
 
 def migrations_dir() -> Path:
@@ -24,8 +28,13 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", *, keyring: KeyRing | None = None) -> None:
+    """Migrate. Data migrations that encrypt existing rows use `keyring` (default: the one the
+    settings describe)."""
+    config = alembic_config(database_url)
+    if keyring is not None:
+        config.attributes["keyring"] = keyring
+    command.upgrade(config, revision)
 
 
 @cache

@@ -14,6 +14,7 @@ from payments.gateway.emulator.server import EmulatorServer
 from payments.gateway.emulator.state import EmulatorState
 from vznos.container import Container, GatewayConfig, build_container
 from vznos.embedded import EmbeddedPostgres
+from vznos.keys import build_keyring
 from vznos.migrate import upgrade
 
 log = structlog.get_logger("vznos.runtime")
@@ -69,7 +70,8 @@ def runtime(settings: Settings, *, with_emulator: bool | None = None) -> Iterato
     database_url, embedded = resolve_database_url(settings)
     emulator: EmulatorServer | None = None
     try:
-        upgrade(database_url)
+        keyring = build_keyring(settings)
+        upgrade(database_url, keyring=keyring)
         if with_emulator is None:
             with_emulator = settings.uses_emulator
         if with_emulator:
@@ -94,7 +96,9 @@ def runtime(settings: Settings, *, with_emulator: bool | None = None) -> Iterato
             )
         else:
             gateway = gateway_config(settings)
-        container = build_container(settings, database_url=database_url, gateway=gateway)
+        container = build_container(
+            settings, database_url=database_url, gateway=gateway, keyring=keyring
+        )
         try:
             yield Runtime(container=container, emulator=emulator, embedded_postgres=embedded)
         finally:

@@ -79,12 +79,12 @@ class BillingService:
                 if not batch:
                     break
                 attempt_ids = []
-                for subscription, token, org_id, org_tz in batch:
+                for subscription, method_id, org_id, org_tz in batch:
                     after = subscription.id
                     if through_day and billing_date(period, subscription.billing_day) > through_day:
                         continue
                     attempt_id = self._create_charge(
-                        session, subscription, token, org_id, org_tz, period
+                        session, subscription, method_id, org_id, org_tz, period
                     )
                     if attempt_id is not None:
                         attempt_ids.append(attempt_id)
@@ -100,7 +100,7 @@ class BillingService:
 
     def _claim_batch(
         self, session: Session, period: date, timezone: str | None, after: uuid.UUID
-    ) -> list[tuple[Subscription, str, uuid.UUID, str]]:
+    ) -> list[tuple[Subscription, uuid.UUID, uuid.UUID, str]]:
         already_charged = exists().where(
             and_(
                 Charge.subscription_id == Subscription.id,
@@ -109,9 +109,7 @@ class BillingService:
             )
         )
         query = (
-            select(
-                Subscription, PaymentMethod.gateway_token, Organization.id, Organization.timezone
-            )
+            select(Subscription, PaymentMethod.id, Organization.id, Organization.timezone)
             .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
             .join(Organization, Organization.id == Subscription.organization_id)
             .where(
@@ -132,7 +130,7 @@ class BillingService:
         self,
         session: Session,
         subscription: Subscription,
-        token: str,
+        payment_method_id: uuid.UUID,
         organization_id: uuid.UUID,
         timezone: str,
         period: date,
@@ -167,8 +165,9 @@ class BillingService:
             session,
             charge,
             shop_id=shop_id,
-            body_for=lambda attempt_id: recurring_payment_body(attempt_id, charge, token),
+            body_for=lambda attempt_id: recurring_payment_body(attempt_id, charge),
             now=now,
+            payment_method_id=payment_method_id,
         )
         post_dues_accrual(
             session,

@@ -76,8 +76,11 @@ class ChargeAttempt(Base):
     attempt_no: Mapped[int] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(16))
     shop_id: Mapped[str] = mapped_column(String(64))
-    # The exact body sent, so a replay with the same key is byte-for-byte the same request.
+    # The exact body sent, so a replay with the same key is byte-for-byte the same request;
+    # except the saved card's token, which stays encrypted on `payment_method_id` and is added
+    # just before each send.
     request_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    payment_method_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_methods.id"))
     gateway_payment_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     confirmation_url: Mapped[str | None] = mapped_column(String(2048))
     cancellation_party: Mapped[str | None] = mapped_column(String(32))

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from core.clock import Clock
+from core.crypto import CryptoError
 from core.db import transaction
 from core.faults import FaultPoints
 from core.money import MoneyOut, format_kopecks
@@ -30,6 +31,7 @@ from core.periods import DEFAULT_TIMEZONE, format_period
 from core.queue import TaskQueue
 from ledger.service import post_card_payment
 from members.models import Member, Organization
+from members.pii import DataKeyMissing, MemberVault
 from payments.charges import repository
 from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.states import (
@@ -49,7 +51,7 @@ from payments.gateway.port import (
     GatewayUnknownOutcome,
     SavedCard,
 )
-from payments.subscriptions.models import PaymentMethod, Subscription
+from payments.subscriptions.models import TOKEN_INDEX, PaymentMethod, Subscription
 from payments.subscriptions.states import LIVE_STATUSES, Cause, SubscriptionStatus, move
 
 log = structlog.get_logger("payments.charges")
@@ -138,20 +140,55 @@ def initial_payment_body(attempt_id: uuid.UUID, charge: Charge, return_url: str)
     }
 
 
-def recurring_payment_body(
-    attempt_id: uuid.UUID, charge: Charge, gateway_token: str
-) -> dict[str, Any]:
+def recurring_payment_body(attempt_id: uuid.UUID, charge: Charge) -> dict[str, Any]:
+    """The body of an automatic charge, without the card token: `with_card_token` adds it,
+    decrypted, just before each send, so it never rests in plaintext."""
     return {
         "amount": {"value": format_kopecks(charge.amount_kopecks), "currency": charge.currency},
         "capture": True,
-        "payment_method_id": gateway_token,
         "description": payment_description(charge.period_month),
         "metadata": metadata_for(attempt_id, charge),
     }
 
 
+class CardTokenUnreadable(Exception):
+    """The saved card's token cannot be decrypted: its member was erased."""
+
+
+def gateway_token_aad_parts(method: PaymentMethod) -> tuple[str, str, uuid.UUID]:
+    return PaymentMethod.__tablename__, "gateway_token_ciphertext", method.id
+
+
+def card_token(session: Session, vault: MemberVault, method: PaymentMethod) -> str:
+    if method.gateway_token_ciphertext is None:
+        raise CardTokenUnreadable(f"payment method {method.id} has no token")
+    table, column, row_id = gateway_token_aad_parts(method)
+    try:
+        return vault.decrypt(
+            session, method.member_id, table, column, row_id, method.gateway_token_ciphertext
+        )
+    except (DataKeyMissing, CryptoError) as exc:
+        raise CardTokenUnreadable(f"payment method {method.id}: {exc}") from exc
+
+
+def with_card_token(session: Session, vault: MemberVault, attempt: ChargeAttempt) -> dict[str, Any]:
+    """The attempt's body as sent: the stored body plus, for an automatic charge, the token."""
+    body = dict(attempt.request_body)
+    if attempt.payment_method_id is not None:
+        method = session.get(PaymentMethod, attempt.payment_method_id)
+        assert method is not None
+        body["payment_method_id"] = card_token(session, vault, method)
+    return body
+
+
 def add_attempt(
-    session: Session, charge: Charge, *, shop_id: str, body_for: Any, now: datetime
+    session: Session,
+    charge: Charge,
+    *,
+    shop_id: str,
+    body_for: Any,
+    now: datetime,
+    payment_method_id: uuid.UUID | None = None,
 ) -> ChargeAttempt:
     """Create the charge's next attempt with its key. The caller commits before any call."""
     previous = repository.last_attempt(session, charge.id)
@@ -163,6 +200,7 @@ def add_attempt(
         status=AttemptStatus.CREATED,
         shop_id=shop_id,
         request_body=body_for(attempt_id),
+        payment_method_id=payment_method_id,
         created_at=now,
         next_check_at=now + next_check_delay(0),
         checks=0,
@@ -181,20 +219,36 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def save_card(
-    session: Session, *, member_id: uuid.UUID, shop_id: str, card: SavedCard, now: datetime
+    session: Session,
+    vault: MemberVault,
+    *,
+    member_id: uuid.UUID,
+    shop_id: str,
+    card: SavedCard,
+    now: datetime,
 ) -> PaymentMethod:
+    token_index = vault.token_index(TOKEN_INDEX, card.token)
     existing = session.scalar(
         select(PaymentMethod).where(
-            PaymentMethod.shop_id == shop_id, PaymentMethod.gateway_token == card.token
+            PaymentMethod.shop_id == shop_id, PaymentMethod.gateway_token_index == token_index
         )
     )
     if existing is not None:
         return existing
+    method_id = uuid.uuid4()
     method = PaymentMethod(
-        id=uuid.uuid4(),
+        id=method_id,
         member_id=member_id,
         shop_id=shop_id,
-        gateway_token=card.token,
+        gateway_token_ciphertext=vault.encrypt(
+            session,
+            member_id,
+            PaymentMethod.__tablename__,
+            "gateway_token_ciphertext",
+            method_id,
+            card.token,
+        ),
+        gateway_token_index=token_index,
         card_type=card.card_type,
         card_first6=card.first6,
         card_last4=card.last4,
@@ -220,9 +274,11 @@ class ChargeService:
         gateways: GatewayDirectory,
         queue: TaskQueue,
         faults: FaultPoints,
+        vault: MemberVault,
         key_replay_limit: timedelta = timedelta(hours=23),
         rng: random.Random | None = None,
     ) -> None:
+        self._vault = vault
         self._sessions = sessions
         self._clock = clock
         self._gateways = gateways
@@ -243,7 +299,23 @@ class ChargeService:
             attempt.status = AttemptStatus.SUBMITTING
             attempt.submitted_at = now
             attempt.next_check_at = now + next_check_delay(0)
-            shop_id, body = attempt.shop_id, dict(attempt.request_body)
+            shop_id = attempt.shop_id
+            try:
+                body = with_card_token(session, self._vault, attempt)
+            except CardTokenUnreadable:
+                body = None
+        if body is None:
+            # Nothing was sent: the card's member was erased, so the attempt is over.
+            self._record_rejection(
+                attempt_id,
+                GatewayRejected(
+                    "the saved card's token was destroyed with its member's data",
+                    status=410,
+                    code="card_token_destroyed",
+                    parameter=None,
+                ),
+            )
+            return
         log.info("charge_attempt.submitting", attempt_id=str(attempt_id))
         self._send(attempt_id, shop_id, body)
 
@@ -271,7 +343,11 @@ class ChargeService:
                 return
             status = AttemptStatus(attempt.status)
             payment_id = attempt.gateway_payment_id
-            shop_id, body = attempt.shop_id, dict(attempt.request_body)
+            shop_id = attempt.shop_id
+            try:
+                body: dict[str, Any] | None = with_card_token(session, self._vault, attempt)
+            except CardTokenUnreadable:
+                body = None
             first_sent = attempt.submitted_at or attempt.created_at
         if status == AttemptStatus.CREATED:
             self.submit(attempt_id)
@@ -281,7 +357,7 @@ class ChargeService:
         try:
             if payment_id is not None:
                 payment = gateway.get_payment(payment_id)
-            elif key_age < self._key_replay_limit:
+            elif body is not None and key_age < self._key_replay_limit:
                 # The reply was lost: the same key and body return the payment it created, if any.
                 payment = gateway.create_payment(str(attempt_id), body)
             else:
@@ -453,6 +529,7 @@ class ChargeService:
         if payment.payment_method is not None and payment.payment_method.saved:
             method = save_card(
                 session,
+                self._vault,
                 member_id=charge.member_id,
                 shop_id=attempt.shop_id,
                 card=payment.payment_method,

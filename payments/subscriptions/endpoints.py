@@ -10,7 +10,8 @@ from core.http import problem_responses
 from core.idempotency import MOVES_MONEY
 from members.endpoints import ExternalId
 from members.service import Principal
-from payments.subscriptions.schemas import SubscriptionCreate, SubscriptionOut
+from payments.subscriptions.erasure import ErasureService
+from payments.subscriptions.schemas import MemberErasureOut, SubscriptionCreate, SubscriptionOut
 from payments.subscriptions.service import SubscriptionService
 
 
@@ -44,5 +45,28 @@ def build_router(
     def cancel_subscription(subscription_id: uuid.UUID, caller: Caller) -> SubscriptionOut:
         """Stop auto-pay at once. Canceling again changes nothing."""
         return subscriptions.cancel(caller, subscription_id)
+
+    return router
+
+
+def build_erasure_router(
+    *, erasure: ErasureService, principal: Callable[..., Principal]
+) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["members"])
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @router.delete("/members/{external_id}", responses=problem_responses(401, 404, 410, 422))
+    def erase_member(external_id: ExternalId, caller: Caller) -> MemberErasureOut:
+        """Erase the member for good (crypto-shredding): live subscriptions are canceled and
+        the member's data key is destroyed, so their name, contacts and saved card can never be
+        read again. The books keep the amounts under `pseudonym`; the external id is forgotten
+        (reading it again is 404, reading the pseudonym is 410)."""
+        done = erasure.erase(caller, external_id)
+        return MemberErasureOut(
+            member_id=done.member_id,
+            pseudonym=done.pseudonym,
+            erased_at=done.erased_at,
+            subscriptions_canceled=done.subscriptions_canceled,
+        )
 
     return router

@@ -13,11 +13,15 @@ from sqlalchemy import (
     Index,
     SmallInteger,
     String,
+    Text,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
+from members.pii import KeyedColumn
+
+TOKEN_INDEX = "payment_method.gateway_token"  # noqa: S105 - a hash purpose, not a secret
 
 # The lifecycle's statuses as the database knows them; `states.SubscriptionStatus` is the enum.
 STATUSES = (
@@ -36,14 +40,17 @@ def _quoted(values: tuple[str, ...]) -> str:
 
 
 class PaymentMethod(Base):
-    """A card saved at the acquirer. We keep the token and the masked card, never the number."""
+    """A card saved at the acquirer. We keep the token (encrypted under the member's data key,
+    found by blind index) and the masked card, never the number."""
 
     __tablename__ = "payment_methods"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
     shop_id: Mapped[str] = mapped_column(String(64))
-    gateway_token: Mapped[str] = mapped_column(String(64))
+    # NULL once the member is erased.
+    gateway_token_ciphertext: Mapped[str | None] = mapped_column(Text)
+    gateway_token_index: Mapped[str | None] = mapped_column(String(64))
     card_type: Mapped[str | None] = mapped_column(String(32))
     card_first6: Mapped[str | None] = mapped_column(String(6))
     card_last4: Mapped[str | None] = mapped_column(String(4))
@@ -54,8 +61,17 @@ class PaymentMethod(Base):
     expiring_notice_at: Mapped[datetime | None]
 
     __table_args__ = (
-        Index("uq_payment_methods_shop_token", "shop_id", "gateway_token", unique=True),
+        Index("uq_payment_methods_shop_token", "shop_id", "gateway_token_index", unique=True),
     )
+
+
+PAYMENT_METHOD_COLUMNS = (
+    KeyedColumn(
+        PaymentMethod.__tablename__,
+        "gateway_token_ciphertext",
+        index_column="gateway_token_index",
+    ),
+)
 
 
 class Subscription(Base):

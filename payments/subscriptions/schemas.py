@@ -115,3 +115,12 @@ class SubscriptionOut(BaseModel):
     status_history: Annotated[
         list[StatusChangeOut], Field(description="Every status it took, oldest first")
     ] = []
+
+
+class MemberErasureOut(BaseModel):
+    """The record that a member's personal data was destroyed."""
+
+    member_id: uuid.UUID
+    pseudonym: Annotated[str, Field(description="What the books call the member from now on")]
+    erased_at: datetime
+    subscriptions_canceled: int

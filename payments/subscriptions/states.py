@@ -63,12 +63,19 @@ class Cause(StrEnum):
     BY_CRM = "by_crm"
     MEMBERSHIP_ENDED = "membership_ended"
     FIRST_PAYMENT_FAILED = "first_payment_failed"
+    MEMBER_ERASED = "member_erased"
 
 
 # Kept for callers written before every change had a cause: the cancel causes are causes.
 CancelCause = Cause
 CANCEL_CAUSES = frozenset(
-    {Cause.BY_MEMBER, Cause.BY_CRM, Cause.MEMBERSHIP_ENDED, Cause.FIRST_PAYMENT_FAILED}
+    {
+        Cause.BY_MEMBER,
+        Cause.BY_CRM,
+        Cause.MEMBERSHIP_ENDED,
+        Cause.FIRST_PAYMENT_FAILED,
+        Cause.MEMBER_ERASED,
+    }
 )
 
 S = SubscriptionStatus

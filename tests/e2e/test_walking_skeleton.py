@@ -3,6 +3,8 @@ second month through the `vznos billing run` command, then cancel."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 
 import httpx
@@ -34,6 +36,7 @@ def billing_command(period: str, env: dict[str, str]) -> str:
 
 def test_member_subscribes_pays_is_charged_monthly_and_cancels(
     client: httpx.Client,
+    database_url: str,
     api_server: BackgroundServer,
     emulator: EmulatorServer,
     workers: Workers,
@@ -123,3 +126,19 @@ def test_member_subscribes_pays_is_charged_monthly_and_cancels(
     )
     assert "0 charges created" in billing_command(p3, cli_env)
     assert len(emulator.state.payments()) == 2
+
+    # T27: a backup of the database after all that holds none of the member's personal data.
+    if shutil.which("pg_dump"):
+        dump = subprocess.run(
+            [
+                "pg_dump",
+                "--data-only",
+                database_url.replace("postgresql+psycopg://", "postgresql://"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "m-1001" in dump  # the dump is real…
+        for personal in ("Иван Петров", "Петров", "ivan@example.org", "+79161234567", "9161234567"):
+            assert personal not in dump  # …and holds no personal data

@@ -35,8 +35,8 @@ def member_and_org(container: Container) -> None:
         )
         connection.execute(
             text(
-                "INSERT INTO members (id, external_id, organization_id, full_name, created_at,"
-                " updated_at) VALUES (:m, 'm-j', :org, 'Test', now(), now())"
+                "INSERT INTO members (id, external_id, organization_id, created_at,"
+                " updated_at) VALUES (:m, 'm-j', :org, now(), now())"
             ),
             {"m": MEMBER, "org": ORG},
         )

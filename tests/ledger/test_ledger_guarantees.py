@@ -43,8 +43,8 @@ def add_member(container: Container, org: uuid.UUID, external_id: str) -> uuid.U
     with container.engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO members (id, external_id, organization_id, full_name, created_at,"
-                " updated_at) VALUES (:id, :ext, :org, 'Test', now(), now())"
+                "INSERT INTO members (id, external_id, organization_id, created_at,"
+                " updated_at) VALUES (:id, :ext, :org, now(), now())"
             ),
             {"id": member_id, "ext": external_id, "org": org},
         )

@@ -99,6 +99,17 @@ def parse_notification(body: bytes) -> dict[str, Any]:
     return payload
 
 
+def without_card_token(payload: dict[str, Any]) -> dict[str, Any]:
+    """The notification as stored: a saved card's token is a credential to charge it, and the
+    worker re-reads the payment from the API anyway, so it is not kept in plaintext here."""
+    obj = payload.get("object")
+    method = obj.get("payment_method") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or not isinstance(method, dict) or "id" not in method:
+        return payload
+    kept = {k: v for k, v in method.items() if k != "id"}
+    return {**payload, "object": {**obj, "payment_method": kept}}
+
+
 class InboxService:
     def __init__(
         self,
@@ -170,7 +181,7 @@ class InboxService:
                     shop_id=shop_id,
                     event=event,
                     object_id=obj["id"],
-                    payload=payload,
+                    payload=without_card_token(payload),
                     received_at=self._clock.now(),
                     attempts=0,
                 )

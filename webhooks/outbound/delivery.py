@@ -24,11 +24,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
+from core.crypto import KeyRing
 from core.db import transaction
 from core.outbox import Event, EventType, emit
 from core.queue import TaskQueue
 from webhooks.outbound import repository
-from webhooks.outbound.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from webhooks.outbound.models import (
+    PREVIOUS_SECRET,
+    SECRET,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+)
 from webhooks.outbound.sender import Outcome, WebhookSender, envelope
 from webhooks.outbound.states import (
     DeliveryStatus,
@@ -73,11 +80,13 @@ def retry_delay(attempts: int, retry_after_seconds: int | None, jitter: float) -
     return delay
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    secrets = [endpoint.secret]
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime, keyring: KeyRing) -> list[str]:
+    secrets = [keyring.open(endpoint.secret_sealed, SECRET.aad(endpoint.id))]
     expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret and expires is not None and now < expires:
-        secrets.append(endpoint.previous_secret)
+    if endpoint.previous_secret_sealed and expires is not None and now < expires:
+        secrets.append(
+            keyring.open(endpoint.previous_secret_sealed, PREVIOUS_SECRET.aad(endpoint.id))
+        )
     return secrets
 
 
@@ -89,6 +98,7 @@ class OutboundDeliveries:
         clock: Clock,
         queue: TaskQueue,
         sender: WebhookSender,
+        keyring: KeyRing,
         disable_after: timedelta = timedelta(days=5),
         jitter_ratio: float = 0.1,
         rng: random.Random | None = None,
@@ -97,6 +107,7 @@ class OutboundDeliveries:
         self._clock = clock
         self._queue = queue
         self._sender = sender
+        self._keyring = keyring
         self._disable_after = disable_after
         self._jitter_ratio = jitter_ratio
         # Jitter spreads retries of a recovering CRM; not a secret, so not `secrets`.
@@ -170,7 +181,7 @@ class OutboundDeliveries:
             delivery.updated_at = now
             attempt_no = delivery.attempts
             url = endpoint.url
-            secrets = signing_secrets(endpoint, now)
+            secrets = signing_secrets(endpoint, now, self._keyring)
             body = envelope(
                 event_id=str(event.id),
                 event_type=event.type,

@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, Text, t
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.crypto import SealedColumn
 from core.db import Base
 
 
@@ -24,15 +25,23 @@ class WebhookEndpoint(Base):
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     status: Mapped[str] = mapped_column(String(16))
     disabled_reason: Mapped[str | None] = mapped_column(String(16))
-    # The HMAC key must be readable to sign with, so it cannot be a hash like an API key.
-    secret: Mapped[str] = mapped_column(String(128))
+    # The HMAC key must be readable to sign with, so it cannot be a hash like an API key: it
+    # is sealed by the master key instead (core/crypto.py; see `SECRET_COLUMNS`).
+    secret_sealed: Mapped[str] = mapped_column(Text)
     # During rotation the old secret keeps signing (both signatures are sent) until then.
-    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_sealed: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None]
     # The first failed attempt since the last success; NULL while the endpoint is healthy.
     failing_since: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+SECRET_COLUMNS = (
+    SealedColumn(WebhookEndpoint.__tablename__, "secret_sealed"),
+    SealedColumn(WebhookEndpoint.__tablename__, "previous_secret_sealed"),
+)
+SECRET, PREVIOUS_SECRET = SECRET_COLUMNS
 
 
 class WebhookDelivery(Base):

@@ -14,6 +14,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
+from core.crypto import KeyRing
 from core.db import transaction
 from core.outbox import Event, EventType
 from core.ssrf import UrlGuard
@@ -27,7 +28,7 @@ from webhooks.outbound.errors import (
     WebhookEndpointDisabled,
     WebhookEndpointNotFound,
 )
-from webhooks.outbound.models import WebhookDelivery, WebhookEndpoint
+from webhooks.outbound.models import PREVIOUS_SECRET, SECRET, WebhookDelivery, WebhookEndpoint
 from webhooks.outbound.schemas import (
     AttemptOut,
     DeliveryOut,
@@ -81,8 +82,10 @@ class WebhookEndpointService:
         clock: Clock,
         guard: UrlGuard,
         deliveries: OutboundDeliveries,
+        keyring: KeyRing,
         secret_overlap: timedelta = timedelta(hours=24),
     ) -> None:
+        self._keyring = keyring
         self._sessions = sessions
         self._clock = clock
         self._guard = guard
@@ -96,17 +99,18 @@ class WebhookEndpointService:
         self._guard.check_registration(data.url)
         now = self._clock.now()
         secret = new_secret()
+        endpoint_id = uuid.uuid4()
         with transaction(self._sessions) as session:
             endpoint = WebhookEndpoint(
-                id=uuid.uuid4(),
+                id=endpoint_id,
                 organization_id=principal.organization_id,
                 url=data.url,
                 description=data.description,
                 event_types=list(dict.fromkeys(str(t) for t in data.event_types)),
                 status=EndpointStatus.ACTIVE,
                 disabled_reason=None,
-                secret=secret,
-                previous_secret=None,
+                secret_sealed=self._keyring.seal(secret, SECRET.aad(endpoint_id)),
+                previous_secret_sealed=None,
                 previous_secret_expires_at=None,
                 failing_since=None,
                 created_at=now,
@@ -141,9 +145,12 @@ class WebhookEndpointService:
         secret = new_secret()
         with transaction(self._sessions) as session:
             endpoint = _visible(session, principal, endpoint_id, for_update=True)
-            endpoint.previous_secret = endpoint.secret
+            current = self._keyring.open(endpoint.secret_sealed, SECRET.aad(endpoint.id))
+            endpoint.previous_secret_sealed = self._keyring.seal(
+                current, PREVIOUS_SECRET.aad(endpoint.id)
+            )
             endpoint.previous_secret_expires_at = now + self._secret_overlap
-            endpoint.secret = secret
+            endpoint.secret_sealed = self._keyring.seal(secret, SECRET.aad(endpoint.id))
             endpoint.updated_at = now
         log.info("webhook_endpoint.secret_rotated", endpoint_id=str(endpoint_id))
         return SecretRotated(

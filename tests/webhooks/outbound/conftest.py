@@ -104,10 +104,18 @@ def outbound(
     queue = ClockQueue(clock)
     sender = WebhookSender(guard=guard)
     deliveries = OutboundDeliveries(
-        sessions=container.sessions, clock=clock, queue=queue, sender=sender
+        sessions=container.sessions,
+        clock=clock,
+        queue=queue,
+        sender=sender,
+        keyring=container.keyring,
     )
     endpoints = WebhookEndpointService(
-        sessions=container.sessions, clock=clock, guard=guard, deliveries=deliveries
+        sessions=container.sessions,
+        clock=clock,
+        guard=guard,
+        deliveries=deliveries,
+        keyring=container.keyring,
     )
     try:
         yield Outbound(deliveries, endpoints, resolver, guard, queue, clock)
