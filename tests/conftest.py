@@ -352,6 +352,16 @@ def subscribe(
     return make
 
 
+def saved_card_token(container: Container) -> str:
+    """The gateway token of the one saved card, decrypted as the charge path does."""
+    from payments.charges.service import card_token
+    from payments.subscriptions.models import PaymentMethod
+
+    with container.sessions() as session:
+        method = session.scalars(select(PaymentMethod)).one()
+        return card_token(session, container.vault, method)
+
+
 @pytest.fixture
 def cli_env(database_url: str, emulator: EmulatorServer) -> dict[str, str]:
     """The environment an operator's `vznos …` command gets: this test's database and shop."""

@@ -25,10 +25,11 @@ from core.db import transaction
 from core.sealing import reseal_batch, sealed_key_counts
 from core.settings import Settings
 from members.pii import MemberVault
+from payments.shops.models import SHOP_SECRET
 from webhooks.outbound.models import SECRET_COLUMNS
 
 # Every column of installation secrets sealed by the master key, for `vznos keys rotate`.
-SEALED_COLUMNS: tuple[SealedColumn, ...] = (*SECRET_COLUMNS,)
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (SHOP_SECRET, *SECRET_COLUMNS)
 
 log = structlog.get_logger("vznos.keys")
 

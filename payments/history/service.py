@@ -158,14 +158,9 @@ def _card(session: Session, member: Member, attempt: ChargeAttempt | None) -> Pa
     that payment saved (stored when the attempt settled)."""
     if attempt is None:
         return None
-    token = attempt.request_body.get("payment_method_id")
     method: PaymentMethod | None
-    if isinstance(token, str):
-        method = session.scalar(
-            select(PaymentMethod).where(
-                PaymentMethod.shop_id == attempt.shop_id, PaymentMethod.gateway_token == token
-            )
-        )
+    if attempt.payment_method_id is not None:
+        method = session.get(PaymentMethod, attempt.payment_method_id)
     elif attempt.settled_at is not None:
         method = session.scalar(
             select(PaymentMethod)

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.crypto import SealedColumn
 from core.db import Base
 
 
@@ -38,3 +39,8 @@ class GatewayShop(Base):
             postgresql_where=text("active"),
         ),
     )
+
+
+# Sealed with `column_aad("gateway_shops", "secret_sealed", shop_id)`; `vznos keys rotate`
+# re-seals it under the newest master key.
+SHOP_SECRET = SealedColumn(GatewayShop.__tablename__, "secret_sealed", id_column="shop_id")

@@ -122,6 +122,7 @@ def service(
         gateways=SingleShopDirectory(gateway),
         queue=container.queue,
         faults=faults,
+        vault=container.vault,
         rng=random.Random(5),
     )
     gateway.close()

@@ -16,8 +16,7 @@ from core.clock import ManualClock
 from members.schemas import OrganizationCreate
 from payments.charges.models import Charge
 from payments.gateway.emulator import EmulatorServer
-from payments.subscriptions.models import PaymentMethod
-from tests.conftest import Subscribe, Workers, with_idempotency_key
+from tests.conftest import Subscribe, Workers, saved_card_token, with_idempotency_key
 from vznos.container import Container
 
 MONTHS = [date(2026, 12, 1), date(2027, 1, 1), date(2027, 2, 1)]
@@ -34,9 +33,7 @@ def history(
     """November paid at checkout, December paid, January declined, February paid: the
     payment ids, oldest first."""
     subscribe("m-1")
-    with container.sessions() as session:
-        token = session.scalar(select(PaymentMethod.gateway_token))
-    assert token is not None
+    token = saved_card_token(container)
     emulator.state.script_outcomes(token, ["succeeded", "insufficient_funds", "succeeded"])
     for month in MONTHS:
         clock.advance(timedelta(days=1))

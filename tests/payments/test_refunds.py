@@ -18,8 +18,7 @@ from payments.charges.models import Charge
 from payments.gateway.emulator import EmulatorServer, Fault
 from payments.refunds.models import Refund
 from payments.refunds.states import RefundStatus
-from payments.subscriptions.models import PaymentMethod
-from tests.conftest import SHOP_ID, Subscribe, Workers
+from tests.conftest import SHOP_ID, Subscribe, Workers, saved_card_token
 from vznos.checks import run_checks
 from vznos.container import Container
 
@@ -176,9 +175,7 @@ def test_a_declined_payment_cannot_be_refunded(
 ) -> None:
     from datetime import date
 
-    with container.sessions() as session:
-        token = session.scalar(select(PaymentMethod.gateway_token))
-    assert token is not None
+    token = saved_card_token(container)
     emulator.state.script_outcomes(token, ["insufficient_funds"])
     container.billing.run(date(2026, 12, 1))
     workers.drain()
