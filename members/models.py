@@ -64,6 +64,14 @@ class Member(Base):
     # Crypto-shredded: the data key is destroyed and external_id replaced by a pseudonym.
     erased_at: Mapped[datetime | None]
 
+    __table_args__ = (
+        CheckConstraint(
+            "paydays IS NULL OR (cardinality(paydays) BETWEEN 1 AND 31"
+            " AND 1 <= ALL(paydays) AND 31 >= ALL(paydays))",
+            name="paydays_are_days",
+        ),
+    )
+
 
 class MemberDataKey(Base):
     """A member's data key, wrapped by a master key (`kek_id`). Deleting it crypto-shreds the
@@ -81,14 +89,6 @@ class MemberDataKey(Base):
     __table_args__ = (
         PrimaryKeyConstraint("member_id", "version"),
         CheckConstraint("version > 0", name="version_positive"),
-    )
-
-    __table_args__ = (
-        CheckConstraint(
-            "paydays IS NULL OR (cardinality(paydays) BETWEEN 1 AND 31"
-            " AND 1 <= ALL(paydays) AND 31 >= ALL(paydays))",
-            name="paydays_are_days",
-        ),
     )
 
 

@@ -86,6 +86,7 @@ def test_charges_survive_every_interleaving(
         gateways=container.gateways,
         queue=queue,
         faults=faults,
+        vault=container.vault,
     )
     example = iter(range(1_000_000))
 
@@ -262,7 +263,7 @@ def heal(
             open_attempts = session.scalars(
                 select(ChargeAttempt).where(ChargeAttempt.status.in_(OPEN_ATTEMPT_STATUSES))
             ).all()
-        open_autopay = [a for a in open_attempts if "payment_method_id" in a.request_body]
+        open_autopay = [a for a in open_attempts if a.payment_method_id is not None]
         if not open_autopay:
             return
         clock.set(max([clock.now(), *(a.next_check_at for a in open_autopay)]))
