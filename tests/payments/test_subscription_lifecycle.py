@@ -55,7 +55,6 @@ def new_subscription(
             id=uuid.uuid4(),
             external_id=member,
             organization_id=organization_id,
-            full_name="Анна Смирнова",
             created_at=NOW,
             updated_at=NOW,
         )
