@@ -10,7 +10,7 @@ The formats below are frozen copies of members/pii.py and webhooks/outbound/mode
 time of writing (tests check the application reads what this migration writes).
 
 Revision ID: 0011_pii
-Revises: 0004_recurring_engine
+Revises: 0007_self_service
 Create Date: 2026-11-23 13:30:00
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision = "0011_pii"
-down_revision = "0004_recurring_engine"
+down_revision = "0007_self_service"
 branch_labels = None
 depends_on = None
 

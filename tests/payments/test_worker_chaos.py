@@ -34,7 +34,7 @@ from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.repository import OPEN_ATTEMPT_STATUSES
 from payments.charges.service import META_CHARGE
 from payments.gateway.emulator import EmulatorServer
-from tests.conftest import ROOT, SECRET_KEY, SHOP_ID
+from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY, ROOT, SECRET_KEY, SHOP_ID
 from tests.payments.billing_dataset import card_tokens, seed_subscriptions
 from tests.payments.chaos_worker import chaos_broker
 from vznos.container import Container, GatewayConfig, build_container
@@ -168,6 +168,7 @@ def test_sigkilled_workers_neither_double_charge_nor_lose(
     emulator.state.seed_saved_cards(SHOP_ID, card_tokens(prefix, CHARGES))
     seed_subscriptions(
         container.engine,
+        keyring=container.keyring,
         organization_id=org_id,
         shop_id=SHOP_ID,
         count=CHARGES,
@@ -179,6 +180,8 @@ def test_sigkilled_workers_neither_double_charge_nor_lose(
     env = dict(
         os.environ,
         CHAOS_BROKER_URL=url,
+        VZNOS_MASTER_KEY=MASTER_KEY,
+        VZNOS_BLIND_INDEX_KEY=BLIND_INDEX_KEY,
         CHAOS_NAMESPACE=namespace,
         CHAOS_DATABASE_URL=database_url,
         CHAOS_SHOP_ID=SHOP_ID,

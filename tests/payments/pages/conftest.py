@@ -49,3 +49,11 @@ def card_of(container: Container, subscription_id: uuid.UUID) -> PaymentMethod:
         )
         assert method is not None
         return method
+
+
+def card_token_of(container: Container, subscription_id: uuid.UUID) -> str:
+    """The gateway token of the subscription's card, decrypted as the charge path does."""
+    from payments.charges.service import card_token
+
+    with container.sessions() as session:
+        return card_token(session, container.vault, card_of(container, subscription_id))

@@ -18,7 +18,7 @@ from payments.charges.models import Charge, ChargeAttempt
 from payments.gateway.emulator import EmulatorServer
 from payments.gateway.emulator.testing import complete_checkout
 from tests.conftest import Subscribe
-from tests.payments.pages.conftest import IssueLink, card_of
+from tests.payments.pages.conftest import IssueLink, card_of, card_token_of
 from tests.payments.pages.test_links import csrf_of
 from vznos.container import Container
 
@@ -48,7 +48,7 @@ def decline_month(
     container: Container, emulator: EmulatorServer, subscription_id: uuid.UUID, period: date
 ) -> None:
     emulator.state.script_outcomes(
-        card_of(container, subscription_id).gateway_token, ["insufficient_funds"]
+        card_token_of(container, subscription_id), ["insufficient_funds"]
     )
     container.billing.run(period)
     with container.sessions() as session:
