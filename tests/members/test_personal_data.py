@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -30,6 +31,7 @@ from members.service import Principal
 from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.service import card_token as open_card_token
 from payments.gateway.emulator import EmulatorServer
+from payments.shops.schemas import ShopPut
 from payments.subscriptions.models import PAYMENT_METHOD_COLUMNS, PaymentMethod, Subscription
 from tests.conftest import (
     BLIND_INDEX_KEY,
@@ -248,18 +250,24 @@ def test_master_key_rotation_keeps_everything_readable_and_the_old_key_can_go(
         principal, WebhookEndpointCreate(url="http://127.0.0.1:9/hooks")
     )
     endpoint_service(container).rotate_secret(principal, created.id)  # a previous secret too
+    container.shops.put(
+        principal, "ppo-1", ShopPut(shop_id="506751", secret_key=SecretStr("live_own_shop_key"))
+    )
     both = with_keyring(KeyRing([NEW_KEY, *OLD_KEYS], INDEX))
     assert both.keys.status().removable == ()
-    assert both.keys.rotate(batch_size=1) >= 3  # one data key and two secrets, a row a batch
+    # One data key, two webhook secrets and a shop secret, one row a batch.
+    assert both.keys.rotate(batch_size=1) == 4
     status = both.keys.status()
     assert status.pending == 0 and status.removable == ("test1",)
     assert status.usage["member_data_keys"] == {"test2": 1}
+    assert status.usage["gateway_shops.secret_sealed"] == {"test2": 1}
 
     only_new = with_keyring(KeyRing([NEW_KEY], INDEX))
     assert only_new.members.get(principal, "m-1").email == EMAIL
     assert [m.external_id for m in only_new.members.find_by_contact(principal, phone=PHONE)] == [
         "m-1"
     ]
+    assert only_new.gateways.for_shop("506751").shop_id == "506751"  # its secret opens
     with only_new.sessions() as session:
         endpoint = session.get(WebhookEndpoint, created.id)
         assert endpoint is not None
