@@ -250,6 +250,7 @@ def test_master_key_rotation_keeps_everything_readable_and_the_old_key_can_go(
         principal, WebhookEndpointCreate(url="http://127.0.0.1:9/hooks")
     )
     endpoint_service(container).rotate_secret(principal, created.id)  # a previous secret too
+    emulator.state.add_shop("506751", "live_own_shop_key")
     container.shops.put(
         principal, "ppo-1", ShopPut(shop_id="506751", secret_key=SecretStr("live_own_shop_key"))
     )
