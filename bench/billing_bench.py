@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the bulk loader is shared with the chaos test
 
+from core.crypto import MasterKey, generate_index_key  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from members.schemas import OrganizationCreate  # noqa: E402
 from tests.payments.billing_dataset import card_tokens, seed_subscriptions  # noqa: E402
@@ -170,7 +171,14 @@ def run_once(args: argparse.Namespace, count: int) -> Result:
         concurrency = args.workers * args.threads
         emulator_rate = emulator_throughput(base, min(args.baseline_requests, count), concurrency)
 
-        settings = Settings(broker_url=args.broker_url, database_url=None)
+        # A key pair for this run, shared with the worker processes through the environment.
+        master_key, index_key = MasterKey.generate("bench").export(), generate_index_key()
+        settings = Settings(
+            broker_url=args.broker_url,
+            database_url=None,
+            master_key=master_key,
+            blind_index_key=index_key,
+        )
         broker = build_broker(args.broker_url)
         container = build_container(
             settings, database_url=url, gateway=GatewayConfig(SHOP_ID, SECRET_KEY, f"{base}/v3"),
@@ -191,8 +199,8 @@ def run_once(args: argparse.Namespace, count: int) -> Result:
                 timeout=60,
             ).raise_for_status()
         seed_subscriptions(
-            container.engine, organization_id=org.id, shop_id=SHOP_ID, count=count,
-            start_period=period, now=now, prefix=prefix,
+            container.engine, keyring=container.keyring, organization_id=org.id,
+            shop_id=SHOP_ID, count=count, start_period=period, now=now, prefix=prefix,
         )  # fmt: skip
         with container.engine.begin() as connection:
             connection.execute(text("ANALYZE"))
@@ -205,6 +213,8 @@ def run_once(args: argparse.Namespace, count: int) -> Result:
             VZNOS_YOOKASSA_SECRET_KEY=SECRET_KEY,
             VZNOS_YOOKASSA_API_URL=f"{base}/v3",
             VZNOS_LOG_LEVEL="WARNING",
+            VZNOS_MASTER_KEY=master_key,
+            VZNOS_BLIND_INDEX_KEY=index_key,
         )
         workers = [
             subprocess.Popen(

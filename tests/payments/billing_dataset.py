@@ -2,9 +2,10 @@
 made in bulk.
 
 Making a member chargeable through the application takes a checkout per member; a benchmark of
-100,000 members cannot afford that and does not measure it. So members, their saved cards and
-active subscriptions are inserted set-based on the server, and the same card tokens are seeded
-into the emulator as saved cards. Ids are derived from a prefix and a number (md5 as uuid), so
+100,000 members cannot afford that and does not measure it. So members and active subscriptions are
+inserted set-based on the server, members' data keys and encrypted card tokens in bulk from
+Python (as the application would write them), and the same card tokens are seeded into the
+emulator as saved cards. Ids are derived from a prefix and a number (md5 as uuid), so
 Python and SQL agree on them without shipping lists around.
 """
 
