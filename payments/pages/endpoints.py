@@ -96,21 +96,23 @@ def build_pages_router(
         return response
 
     def refused(request: Request, exc: DomainError, lang: Language, page_path: str) -> Response:
-        t = TEXTS[lang]
-        if isinstance(exc, LinkExpired):
-            title, text = t["link_expired_title"], t["link_expired_text"]
-        elif isinstance(exc, LinkInvalid) and exc.field == "csrf":
-            title, text = t["form_stale_title"], t["form_stale_text"]
-        elif isinstance(exc, LinkInvalid):
-            title, text = t["link_invalid_title"], t["link_invalid_text"]
-        else:
-            title = t["problem_title"]
-            text = {
-                "nothing-overdue": t["nothing_overdue"],
-                "subscription-not-live": t["not_live"],
-            }.get(exc.type_slug, exc.detail)
+        """A refusal as a page: in the member's language, and in the other one below it (a
+        member whose link failed may not find the switch)."""
+        title, text = _refusal(exc, lang)
+        other: Language = "en" if lang == "ru" else "ru"
+        other_title, other_text = _refusal(exc, other)
         return render(
-            request, "message.html", lang, page_path, title, exc.status, text=text, alert=True
+            request,
+            "message.html",
+            lang,
+            page_path,
+            title,
+            exc.status,
+            text=text,
+            alert=True,
+            other_lang=other,
+            other_title=other_title,
+            other_text=other_text,
         )
 
     def go(url: str) -> RedirectResponse:
@@ -323,6 +325,18 @@ def build_pages_router(
         return go(f"{autopay_path(token)}?lang={language}&notice=returned")
 
     return router
+
+
+def _refusal(exc: DomainError, lang: Language) -> tuple[str, str]:
+    t = TEXTS[lang]
+    if isinstance(exc, LinkExpired):
+        return t["link_expired_title"], t["link_expired_text"]
+    if isinstance(exc, LinkInvalid) and exc.field == "csrf":
+        return t["form_stale_title"], t["form_stale_text"]
+    if isinstance(exc, LinkInvalid):
+        return t["link_invalid_title"], t["link_invalid_text"]
+    known = {"nothing-overdue": t["nothing_overdue"], "subscription-not-live": t["not_live"]}
+    return t["problem_title"], known.get(exc.type_slug, exc.detail)
 
 
 def _client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | None:

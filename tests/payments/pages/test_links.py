@@ -110,6 +110,7 @@ def test_an_expired_link_is_a_friendly_page_in_both_languages(
     assert ru.status_code == 410
     assert ru.headers["content-type"].startswith("text/html")
     assert "Срок действия ссылки истёк" in ru.text
+    assert '<section lang="en"' in ru.text and "This link has expired" in ru.text
     assert "Traceback" not in ru.text
     en = httpx.get(url, params={"lang": "en"})
     assert en.status_code == 410
