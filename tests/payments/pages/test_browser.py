@@ -88,6 +88,15 @@ def test_subscribe_pay_manage_and_cancel_in_a_browser(
     subscribe_url = page.url
     button.click()  # no consent yet: the browser itself refuses to submit the form
     assert page.url == subscribe_url
+    # Without the browser's check (an old browser), the server refuses and says which field.
+    page.evaluate("document.getElementById('consent').removeAttribute('required')")
+    with page.expect_navigation() as refused:
+        button.click()
+    assert refused.value is not None and refused.value.status == 400
+    assert "«Согласие»" in page.get_by_role("alert").inner_text()
+    assert page.evaluate("document.activeElement.id") == "consent"  # focus where it is needed
+    shoot(page, "01b-subscribe-consent-missing")
+    button = page.get_by_role("button", name="Перейти к оплате")
     page.get_by_label("Я прочитал(а) условия").check()
     assert page.evaluate("document.activeElement.id") == "consent"  # focus follows the label
     button.click()
