@@ -32,7 +32,7 @@ from payments.subscriptions.service import (
     SELF_SERVICE_STATUSES,
     SubscriptionService,
 )
-from payments.subscriptions.states import LIVE_STATUSES
+from payments.subscriptions.states import LIVE_STATUSES, SubscriptionStatus
 
 log = structlog.get_logger("payments.pages")
 
@@ -99,6 +99,15 @@ class AutopayView:
     def can_act(self) -> bool:
         """Change the card, pay what is overdue, cancel: auto-pay is on with a saved card."""
         return self.subscription is not None and self.subscription.status in SELF_SERVICE_STATUSES
+
+    @property
+    def can_change_card(self) -> bool:
+        # Standby terms promise no payment while payroll pays; its card is saved without one.
+        return (
+            self.can_act
+            and self.subscription is not None
+            and (self.subscription.status != SubscriptionStatus.STANDBY)
+        )
 
     @property
     def can_cancel(self) -> bool:

@@ -256,9 +256,16 @@ class SubscriptionService:
         dues: it never collides with the month's automatic charge or its retries, an abandoned
         change costs the member nothing, and the rouble is not lost — it is posted to the
         member's account like any payment and counts towards the next dues."""
-        return self._self_service_charge(
-            member_id, ChargeKind.CARD_CHANGE, return_url, lambda _session, _sub: None
-        )
+
+        def no_months(_session: Session, subscription: Subscription) -> None:
+            if subscription.status == SubscriptionStatus.STANDBY:
+                # Standby terms promise no charge while payroll pays: a standby card is
+                # replaced by saving one without a payment, not here.
+                raise SubscriptionNotLive(
+                    "a standby card is changed without a payment", field="subscription"
+                )
+
+        return self._self_service_charge(member_id, ChargeKind.CARD_CHANGE, return_url, no_months)
 
     def pay_overdue(self, member_id: uuid.UUID, return_url: str) -> str | None:
         """One payment covering every overdue month; it saves the card it was made with, which

@@ -17,6 +17,7 @@ from members.service import Principal
 from payments.charges.models import Charge, ChargeAttempt
 from payments.gateway.emulator import EmulatorServer
 from payments.gateway.emulator.testing import complete_checkout
+from payments.subscriptions.models import Subscription
 from tests.conftest import Subscribe
 from tests.payments.pages.conftest import IssueLink, card_of, card_token_of
 from tests.payments.pages.test_links import csrf_of
@@ -206,3 +207,18 @@ def test_a_month_auto_pay_is_still_collecting_is_not_overdue(
     overdue = container.subscriptions.overdue(member_id)
     assert overdue.periods == [DECEMBER]
     assert overdue.total_kopecks == 350_00
+
+
+def test_a_standby_card_is_not_changed_by_a_payment(
+    container: Container, subscribe: Subscribe, issue_link: IssueLink
+) -> None:
+    subscription_id = subscribe()
+    url = issue_link("manage")
+    card_csrf = csrf_of(httpx.get(url).text, "card")
+    with container.sessions.begin() as session:
+        # Standby is entered by its own flow; here only the state matters.
+        session.get(Subscription, subscription_id).status = "standby"  # type: ignore[union-attr]
+    assert 'id="change-card"' not in httpx.get(url).text
+    refused = httpx.post(url + "/card", data={"csrf": card_csrf})
+    assert refused.status_code == 409
+    assert charges_of(container, "card_change") == []
