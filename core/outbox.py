@@ -38,6 +38,8 @@ class EventType(StrEnum):
     PAYMENT_REFUNDED = "payment.refunded"
     CARD_EXPIRING = "card.expiring"
     MEMBER_ARREARS_CHANGED = "member.arrears_changed"
+    MEMBER_SHORTFALL_UNCOVERED = "member.shortfall_uncovered"
+    SHORTFALL_LATE_PAYROLL = "payroll_shortfall.late_payroll"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     billing_batch_size: int = 500
     # The resolver replays a create with the same key only while YooKassa still honours it.
     gateway_key_replay_limit_hours: float = 23.0
+    pre_charge_notice_days: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long before an automatic charge the member is told "
+        "(`charge.upcoming`); the charge waits for it.",
+    )
     accrual_rule: Literal["member_on_first_day", "member_any_day"] = Field(
         default="member_on_first_day",
         description="Which months a joining or leaving member owes: those they were a member "

@@ -17,6 +17,7 @@ from payments.history import endpoints as payments_endpoints
 from payments.pages import endpoints as pages_endpoints
 from payments.refunds import endpoints as refunds_endpoints
 from payments.shops import endpoints as shops_endpoints
+from payments.standby import endpoints as standby_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
 from vznos.container import Container
 from vznos.edge import apply_contract, install_edge, principal_key_id
@@ -90,6 +91,9 @@ def create_app(container: Container) -> FastAPI:
         shops_endpoints.build_router(shops=container.shops, principal=principal),
         subscriptions_endpoints.build_erasure_router(
             erasure=container.erasure, principal=principal
+        ),
+        standby_endpoints.build_router(
+            enrollment=container.standby, shortfalls=container.shortfalls, principal=principal
         ),
         dues_endpoints.build_router(
             dues=container.dues, treasury=container.treasury, principal=principal

@@ -32,6 +32,12 @@ from payments.pages.service import MemberPages
 from payments.refunds.service import TASK_RESOLVE_REFUND, TASK_SUBMIT_REFUND, RefundService
 from payments.shops.directory import ShopDirectory
 from payments.shops.service import ShopService
+from payments.standby.enrollment import (
+    TASK_BINDING_RESOLVE,
+    TASK_BINDING_SUBMIT,
+    StandbyEnrollment,
+)
+from payments.standby.shortfalls import ShortfallService
 from payments.subscriptions.erasure import ErasureService
 from payments.subscriptions.models import PAYMENT_METHOD_COLUMNS
 from payments.subscriptions.service import SubscriptionService
@@ -86,6 +92,8 @@ class Container:
     pages: MemberPages
     erasure: ErasureService
     keys: KeyRotation
+    standby: StandbyEnrollment
+    shortfalls: ShortfallService
     inbox: InboxService
     url_guard: UrlGuard
     outbound: OutboundDeliveries
@@ -153,12 +161,24 @@ def build_container(
         queue=queue,
         key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
     )
+    subscriptions = SubscriptionService(
+        sessions=sessions, clock=clock, gateways=gateways, charges=charges
+    )
+    standby = StandbyEnrollment(
+        sessions=sessions,
+        clock=clock,
+        gateways=gateways,
+        queue=queue,
+        subscriptions=subscriptions,
+        key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
+    )
     inbox = InboxService(
         sessions=sessions,
         clock=clock,
         queue=queue,
         charges=charges,
         refunds=refunds,
+        standby=standby,
         default_shop_id=gateway.shop_id,
         policy=InboundPolicy.from_settings(settings),
     )
@@ -184,6 +204,8 @@ def build_container(
             TaskSpec(TASK_RESOLVE, QUEUE_PAYMENTS, charges.resolve, "attempt_id"),
             TaskSpec(TASK_SUBMIT_REFUND, QUEUE_PAYMENTS, refunds.submit, "refund_id"),
             TaskSpec(TASK_RESOLVE_REFUND, QUEUE_PAYMENTS, refunds.resolve, "refund_id"),
+            TaskSpec(TASK_BINDING_SUBMIT, QUEUE_PAYMENTS, standby.submit, "binding_id"),
+            TaskSpec(TASK_BINDING_RESOLVE, QUEUE_PAYMENTS, standby.resolve, "binding_id"),
             TaskSpec(TASK_PROCESS, QUEUE_WEBHOOKS, inbox.process, "inbox_id"),
             # The retry schedule lives in the database; dramatiq retries only cover crashes.
             TaskSpec(
@@ -195,9 +217,6 @@ def build_container(
                 time_limit_ms=60_000,
             ),
         ],
-    )
-    subscriptions = SubscriptionService(
-        sessions=sessions, clock=clock, gateways=gateways, charges=charges
     )
     pages = MemberPages(
         sessions=sessions,
@@ -228,6 +247,15 @@ def build_container(
         charges=charges,
         billing=BillingService(
             sessions=sessions, clock=clock, queue=queue, batch_size=settings.billing_batch_size
+        ),
+        standby=standby,
+        shortfalls=ShortfallService(
+            sessions=sessions,
+            clock=clock,
+            queue=queue,
+            notice_period=timedelta(days=settings.pre_charge_notice_days),
+            refunds=refunds,
+            batch_size=settings.billing_batch_size,
         ),
         payments=PaymentReads(sessions),
         refunds=refunds,

@@ -12,6 +12,7 @@ from payments.charges import models as charges_models
 from payments.refunds import models as refunds_models
 from payments.retries import models as retries_models
 from payments.shops import models as shops_models
+from payments.standby import models as standby_models
 from payments.subscriptions import models as subscriptions_models
 from webhooks.inbound import models as inbound_models
 from webhooks.outbound import models as outbound_models
@@ -31,5 +32,6 @@ __all__ = [
     "refunds_models",
     "retries_models",
     "shops_models",
+    "standby_models",
     "subscriptions_models",
 ]

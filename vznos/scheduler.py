@@ -32,8 +32,11 @@ def tick(container: Container) -> bool:
         try:
             accrue_months(container)
             container.billing.run_due()
+            container.shortfalls.charge_due()
             container.charges.sweep()
             container.refunds.sweep()
+            container.standby.sweep()
+            container.shortfalls.settle_late_payroll()
             container.inbox.sweep()
             container.outbound.sweep()
             container.idempotency.sweep()

@@ -131,6 +131,15 @@ class ManualPaymentIn(BaseModel):
     channel: Literal["payroll", "bank_transfer", "cash"]
     amount: MoneyIn
     occurred_on: Annotated[date, Field(description="Value date: when the money arrived")]
+    period: Annotated[
+        PeriodText | None,
+        Field(
+            description="The dues month the money was meant for (YYYY-MM), e.g. the payroll "
+            "month. It still pays the oldest unpaid month first; a payroll payment for a month "
+            "a standby card already paid becomes that member's credit.",
+            examples=["2026-11"],
+        ),
+    ] = None
     reference: Reference
     recorded_by: RecordedBy
     description: Annotated[

@@ -96,6 +96,7 @@ class TreasuryService:
                     description=data.description or f"{data.channel} payment {data.reference}",
                     timezone=org.timezone,
                     created_by=data.recorded_by,
+                    period_month=parse_period(data.period) if data.period else None,
                 ),
                 recorded_at=now,
                 closed_period=ClosedPeriodPolicy.REFUSE,

@@ -81,7 +81,9 @@ class BillingService:
                 attempt_ids = []
                 for subscription, method_id, org_id, org_tz in batch:
                     after = subscription.id
-                    if through_day and billing_date(period, subscription.billing_day) > through_day:
+                    # Chargeable subscriptions are card-mode, which always have a billing day.
+                    day = subscription.billing_day or 1
+                    if through_day and billing_date(period, day) > through_day:
                         continue
                     attempt_id = self._create_charge(
                         session, subscription, method_id, org_id, org_tz, period

@@ -24,6 +24,7 @@ class ChargeKind(StrEnum):
     # Started by the member on the self-service pages; neither is the month's charge.
     CARD_CHANGE = "card_change"  # a small first payment that saves a new card
     ARREARS = "arrears"  # one payment covering the overdue months (`covered_months`)
+    SHORTFALL = "shortfall"  # a standby card charged what payroll missed in a month
 
 
 MONTHLY_KINDS = frozenset({ChargeKind.INITIAL, ChargeKind.RECURRING})

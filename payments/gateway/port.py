@@ -49,6 +49,19 @@ class GatewayRefund:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class GatewayPaymentMethod:
+    """A card being saved without a payment (`POST /payment_methods`)."""
+
+    id: str
+    status: str  # pending | active | inactive
+    saved: bool
+    confirmation_url: str | None
+    card: SavedCard | None  # the masked card once the member entered it
+    shop_id: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
 class GatewayError(Exception):
     """Base of what a gateway call can raise."""
 
@@ -91,6 +104,12 @@ class Gateway(Protocol):
         """Every payment created in [`created_from`, `created_until`], newest first, page by
         page. YooKassa cannot filter by metadata: callers match it themselves."""
         ...
+
+    def create_payment_method(
+        self, idempotence_key: str, body: dict[str, Any]
+    ) -> GatewayPaymentMethod: ...
+
+    def get_payment_method(self, method_id: str) -> GatewayPaymentMethod: ...
 
 
 class GatewayDirectory(Protocol):

@@ -15,13 +15,16 @@ from typing import Any
 
 import httpx
 import structlog
+from yookassa.domain.request.payment_method_request import SavePaymentMethodDataRequest
 from yookassa.domain.request.payment_request import PaymentRequest
 from yookassa.domain.request.refund_request import RefundRequest
+from yookassa.domain.response.payment_method_response import SavePaymentMethodResponse
 from yookassa.domain.response.payment_response import PaymentResponse
 from yookassa.domain.response.refund_response import RefundResponse
 
 from payments.gateway.port import (
     GatewayPayment,
+    GatewayPaymentMethod,
     GatewayRefund,
     GatewayRejected,
     GatewayUnknownOutcome,
@@ -101,6 +104,34 @@ def parse_refund(raw: dict[str, Any]) -> GatewayRefund:
         metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()},
         cancellation_party=cancellation.get("party"),
         cancellation_reason=cancellation.get("reason"),
+        raw=raw,
+    )
+
+
+def parse_payment_method(raw: dict[str, Any]) -> GatewayPaymentMethod:
+    SavePaymentMethodResponse(raw)  # the SDK's own model rejects malformed objects
+    card = raw.get("card") or None
+    confirmation = raw.get("confirmation") or {}
+    holder = raw.get("holder") or {}
+    return GatewayPaymentMethod(
+        id=str(raw["id"]),
+        status=str(raw["status"]),
+        saved=raw.get("saved") is True,
+        confirmation_url=confirmation.get("confirmation_url"),
+        card=(
+            SavedCard(
+                token=str(raw["id"]),
+                saved=raw.get("saved") is True,
+                card_type=card.get("card_type"),
+                first6=card.get("first6"),
+                last4=card.get("last4"),
+                expiry_month=_int_or_none(card.get("expiry_month")),
+                expiry_year=_int_or_none(card.get("expiry_year")),
+            )
+            if isinstance(card, dict)
+            else None
+        ),
+        shop_id=holder.get("account_id"),
         raw=raw,
     )
 
@@ -195,6 +226,23 @@ class YooKassaGateway:
                 return
             # The next page needs the same filters plus the cursor (yookassa-detail.md §11).
             params = {**params, "cursor": str(cursor)}
+
+    def create_payment_method(
+        self, idempotence_key: str, body: dict[str, Any]
+    ) -> GatewayPaymentMethod:
+        """Save a card without charging it; the member confirms it on the acquirer's page."""
+        SavePaymentMethodDataRequest(body).validate()
+        raw = self._request("POST", "payment_methods", json=body, idempotence_key=idempotence_key)
+        return self._parsed_method(raw)
+
+    def get_payment_method(self, method_id: str) -> GatewayPaymentMethod:
+        return self._parsed_method(self._request("GET", f"payment_methods/{method_id}"))
+
+    def _parsed_method(self, raw: dict[str, Any]) -> GatewayPaymentMethod:
+        try:
+            return parse_payment_method(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayUnknownOutcome(f"unreadable payment method object: {exc}") from exc
 
     def _parsed(self, raw: dict[str, Any]) -> GatewayPayment:
         try:

@@ -83,7 +83,10 @@ class Subscription(Base):
     status: Mapped[str] = mapped_column(String(32))
     amount_kopecks: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    billing_day: Mapped[int] = mapped_column(SmallInteger)
+    # card: charged every month; standby: charged only for payroll shortfalls.
+    mode: Mapped[str] = mapped_column(String(16), server_default="card")
+    # The day of month a card subscription is charged; a standby one has none.
+    billing_day: Mapped[int | None] = mapped_column(SmallInteger)
     # The first month the subscription pays for; billing never reaches back before it.
     start_period: Mapped[date]
     consent_version: Mapped[str] = mapped_column(String(64))
@@ -103,6 +106,10 @@ class Subscription(Base):
     __table_args__ = (
         CheckConstraint("amount_kopecks > 0", name="amount_positive"),
         CheckConstraint("billing_day BETWEEN 1 AND 31", name="billing_day_range"),
+        CheckConstraint(
+            "mode = 'standby' OR billing_day IS NOT NULL", name="card_mode_has_billing_day"
+        ),
+        CheckConstraint("mode IN ('card', 'standby')", name="mode_known"),
         CheckConstraint("extract(day FROM start_period) = 1", name="start_period_is_month"),
         CheckConstraint(f"status IN ({_quoted(STATUSES)})", name="status_known"),
         # At most one live subscription per member: the database says no to a second one.

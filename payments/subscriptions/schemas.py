@@ -91,8 +91,11 @@ class SubscriptionOut(BaseModel):
     member_external_id: str
     organization_code: str
     status: str
+    mode: Annotated[
+        str, Field(description="card: charged monthly; standby: charged only for shortfalls")
+    ]
     amount: MoneyOut
-    billing_day: int
+    billing_day: int | None
     start_period: Annotated[str, Field(examples=["2026-11"])]
     consent_version: str
     consent_accepted_at: datetime

@@ -25,6 +25,8 @@ from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.service import ChargeService, add_attempt, initial_payment_body
 from payments.charges.states import MONTHLY_KINDS, AttemptStatus, ChargeKind, ChargeStatus
 from payments.gateway.port import GatewayDirectory
+from payments.standby.models import CardBinding
+from payments.standby.states import BindingStatus
 from payments.subscriptions.errors import (
     AmountOutOfRange,
     LiveSubscriptionExists,
@@ -401,8 +403,16 @@ class SubscriptionService:
             attempt = charges_repository.last_attempt(session, latest.id)
             if attempt is not None and attempt.status == AttemptStatus.PENDING:
                 confirmation_url = attempt.confirmation_url
+        elif subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
+            # A standby subscription saves its card with no payment: the binding has the page.
+            confirmation_url = session.scalar(
+                select(CardBinding.confirmation_url).where(
+                    CardBinding.subscription_id == subscription.id,
+                    CardBinding.status == BindingStatus.PENDING,
+                )
+            )
         next_charge = None
-        if subscription.status in CHARGEABLE_STATUSES:
+        if subscription.status in CHARGEABLE_STATUSES and subscription.billing_day:
             upcoming = next_period(latest.period_month) if latest else subscription.start_period
             next_charge = billing_date(upcoming, subscription.billing_day)
         return SubscriptionOut(
@@ -410,6 +420,7 @@ class SubscriptionService:
             member_external_id=member.external_id,
             organization_code=org.code,
             status=subscription.status,
+            mode=subscription.mode,
             amount=MoneyOut.of(subscription.amount_kopecks, subscription.currency),
             billing_day=subscription.billing_day,
             start_period=format_period(subscription.start_period),

@@ -44,6 +44,11 @@ class SubscriptionStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class SubscriptionMode(StrEnum):
+    CARD = "card"  # the card pays every month
+    STANDBY = "standby"  # the card waits; it pays only payroll shortfalls
+
+
 class Cause(StrEnum):
     """Why a subscription changed status. Stored with every change and sent to the CRM."""
 
@@ -64,6 +69,7 @@ class Cause(StrEnum):
     MEMBERSHIP_ENDED = "membership_ended"
     FIRST_PAYMENT_FAILED = "first_payment_failed"
     MEMBER_ERASED = "member_erased"
+    CARD_NOT_SAVED = "card_not_saved"  # a standby card binding was declined or abandoned
 
 
 # Kept for callers written before every change had a cause: the cancel causes are causes.
@@ -75,6 +81,7 @@ CANCEL_CAUSES = frozenset(
         Cause.MEMBERSHIP_ENDED,
         Cause.FIRST_PAYMENT_FAILED,
         Cause.MEMBER_ERASED,
+        Cause.CARD_NOT_SAVED,
     }
 )
 

@@ -26,6 +26,7 @@ def with_policy(container: Container, policy: InboundPolicy) -> Container:
         queue=container.queue,
         charges=container.charges,
         refunds=container.refunds,
+        standby=container.standby,
         default_shop_id=SHOP_ID,
         policy=policy,
     )

@@ -37,7 +37,7 @@ from tests.webhooks.conftest import PUBLISHED, ServeWith, with_policy
 from vznos.app import create_app
 from vznos.container import Container
 from webhooks.inbound.endpoints import read_body
-from webhooks.inbound.errors import NotificationTooLarge
+from webhooks.inbound.errors import NotificationTooLarge, UnknownPayment
 from webhooks.inbound.models import InboxItem
 from webhooks.inbound.policy import InboundPolicy
 
@@ -341,22 +341,19 @@ def test_reading_stops_at_the_limit_without_buffering_the_rest() -> None:
     assert delivered == 0  # refused on the declared length alone
 
 
-# -- events Vznos does not act on yet ----------------------------------------------------------
+# -- saved cards (standby) ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("event", ["payment_method.active"])
-def test_events_without_a_handler_are_stored_and_marked_processed_out_loud(
-    container: Container, workers: Workers, logs: Logs, event: str
+def test_a_payment_method_vznos_never_asked_for_is_refused_and_not_stored(
+    container: Container,
 ) -> None:
-    body = {"type": "notification", "event": event, "object": {"id": f"obj-{uuid.uuid4()}"}}
-    received = container.inbox.receive(json.dumps(body).encode())
-    assert received.inbox_id is not None
-    workers.drain()
+    body = {
+        "type": "notification",
+        "event": "payment_method.active",
+        "object": {"id": f"pm-{uuid.uuid4()}"},
+    }
+    with pytest.raises(UnknownPayment) as refused:
+        container.inbox.receive(json.dumps(body).encode())
+    assert refused.value.field == "object.id"
     with container.sessions() as session:
-        item = session.get(InboxItem, received.inbox_id)
-        assert item is not None
-        assert item.processed_at is not None
-        assert item.attempts == 1
-    [said] = [e for e in logs if e["event"] == "webhook.no_handler_yet"]
-    assert said["gateway_event"] == event
-    assert said["inbox_id"] == str(received.inbox_id)
+        assert session.scalars(select(InboxItem)).all() == []

@@ -59,7 +59,7 @@ def test_list_shows_items_and_filters_unprocessed(
 def test_reprocess_runs_one_item_now_and_is_idempotent(
     container: Container, cli_env: dict[str, str]
 ) -> None:
-    waiting = store(container, "payment_method.active", "pm-1")
+    waiting = store(container, "payout.succeeded", "po-2")
     runner = CliRunner()
     for attempts in (1, 2):
         result = runner.invoke(cli, ["webhooks", "inbox", "reprocess", str(waiting)], env=cli_env)

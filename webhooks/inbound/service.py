@@ -26,6 +26,7 @@ from core.queue import TaskQueue
 from core.text import storable_json
 from payments.charges.service import META_ATTEMPT, ChargeService
 from payments.refunds.service import META_REFUND, RefundService
+from payments.standby.enrollment import StandbyEnrollment
 from webhooks.inbound.errors import (
     ForbiddenSender,
     InvalidNotification,
@@ -42,9 +43,10 @@ TASK_PROCESS = "webhooks.process_inbox_item"
 PAYMENT_EVENTS = frozenset({"payment.succeeded", "payment.canceled", "payment.waiting_for_capture"})
 # YooKassa notifies only this about refunds (no refund.canceled): the sweeper polls the rest.
 REFUND_EVENTS = frozenset({"refund.succeeded"})
+PAYMENT_METHOD_EVENTS = frozenset({"payment_method.active"})
 # Events YooKassa sends that Vznos will act on but does not yet: stored and marked processed,
 # with a log line saying so, so nobody mistakes them for handled.
-NOT_YET_HANDLED_EVENTS = frozenset({"payment_method.active"})
+NOT_YET_HANDLED_EVENTS: frozenset[str] = frozenset()
 RETRY_UNPROCESSED_AFTER = timedelta(minutes=1)
 
 
@@ -119,6 +121,7 @@ class InboxService:
         queue: TaskQueue,
         charges: ChargeService,
         refunds: RefundService,
+        standby: StandbyEnrollment,
         default_shop_id: str,
         policy: InboundPolicy | None = None,
     ) -> None:
@@ -127,6 +130,7 @@ class InboxService:
         self._queue = queue
         self._charges = charges
         self._refunds = refunds
+        self._standby = standby
         self._default_shop_id = default_shop_id
         # Without a policy, only the gateway's published networks are believed: fail closed.
         self.policy = policy or InboundPolicy()
@@ -168,6 +172,15 @@ class InboxService:
                 raise UnknownPayment(
                     f"no payment {obj['id']!r} was made by Vznos", field="object.id"
                 )
+        if (
+            event in PAYMENT_METHOD_EVENTS
+            and self._standby.binding_for_gateway_method(obj["id"]) is None
+        ):
+            # Unknown until our create's reply is recorded: YooKassa re-sends, and the binding
+            # sweeper settles it by asking the gateway meanwhile.
+            raise UnknownPayment(
+                f"no payment method {obj['id']!r} was requested by Vznos", field="object.id"
+            )
         recipient = obj.get("recipient")
         shop_id = self._default_shop_id
         if isinstance(recipient, dict) and isinstance(recipient.get("account_id"), str):
@@ -248,6 +261,11 @@ class InboxService:
                     inbox_id=str(inbox_id),
                     object_id=payload["object"]["id"],
                 )
+        elif event in PAYMENT_METHOD_EVENTS:
+            method_id = payload["object"]["id"]
+            binding_id = self._standby.binding_for_gateway_method(method_id)
+            if binding_id is not None:
+                done = self._standby.refresh(binding_id, method_id)
         elif event in NOT_YET_HANDLED_EVENTS:
             log.warning(
                 "webhook.no_handler_yet",

@@ -46,7 +46,7 @@ PAYLOADS: dict[EventType, str] = {
     ),
     EventType.CHARGE_UPCOMING: (
         "subscription_id, member_id, member_external_id, period, amount {value, currency}, "
-        "charge_on (date)"
+        "charge_on (date), shortfall_id (a payroll shortfall charge)"
     ),
     EventType.PAYMENT_SUCCEEDED: _PAYMENT + ", status = succeeded",
     EventType.PAYMENT_FAILED: _PAYMENT + ", status = failed, reason (the decline reason)",
@@ -57,6 +57,15 @@ PAYLOADS: dict[EventType, str] = {
     ),
     EventType.MEMBER_ARREARS_CHANGED: (
         "member_id, member_external_id, arrears {value, currency}, months_in_arrears"
+    ),
+    EventType.MEMBER_SHORTFALL_UNCOVERED: (
+        "shortfall_id, member_id, member_external_id, period, amount {value, currency}, "
+        "reason (no_standby_card | standby_ended) — invite the member to save a standby card"
+    ),
+    EventType.SHORTFALL_LATE_PAYROLL: (
+        "shortfall_id, member_id, member_external_id, period, charge_id, "
+        "credit {value, currency}, rule (carry_forward | refund), applied (carry_forward | "
+        "refund), refund_id — payroll money arrived for a month the card already paid"
     ),
     EventType.WEBHOOK_ENDPOINT_DISABLED: "endpoint_id, reason (gone | failing), failing_since",
 }
@@ -74,6 +83,10 @@ EMITTED: frozenset[EventType] = frozenset(
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_FAILED,
         EventType.PAYMENT_REFUNDED,
+        EventType.SUBSCRIPTION_STANDBY,
+        EventType.CHARGE_UPCOMING,
+        EventType.MEMBER_SHORTFALL_UNCOVERED,
+        EventType.SHORTFALL_LATE_PAYROLL,
         EventType.WEBHOOK_ENDPOINT_DISABLED,
     }
 )
