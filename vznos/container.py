@@ -170,6 +170,7 @@ def build_container(
         gateways=gateways,
         queue=queue,
         subscriptions=subscriptions,
+        vault=vault,
         key_replay_limit=timedelta(hours=settings.gateway_key_replay_limit_hours),
     )
     inbox = InboxService(

@@ -25,6 +25,7 @@ from core.db import transaction
 from core.periods import period_of
 from core.queue import TaskQueue
 from members.models import Organization
+from members.pii import MemberVault
 from members.service import Principal, visible_member
 from payments.charges.service import next_check_delay, save_card
 from payments.gateway.port import (
@@ -91,8 +92,10 @@ class StandbyEnrollment:
         gateways: GatewayDirectory,
         queue: TaskQueue,
         subscriptions: SubscriptionService,
+        vault: MemberVault,
         key_replay_limit: timedelta = timedelta(hours=23),
     ) -> None:
+        self._vault = vault
         self._sessions = sessions
         self._clock = clock
         self._gateways = gateways
@@ -292,7 +295,7 @@ class StandbyEnrollment:
             subscription = session.get(Subscription, binding.subscription_id, with_for_update=True)
             assert subscription is not None
             if target == BindingStatus.ACTIVE:
-                self._card_saved(session, binding, subscription, method, now)
+                self._card_saved(session, self._vault, binding, subscription, method, now)
             else:
                 self._not_saved(subscription, now)
                 log.info("card_binding.inactive", binding_id=str(binding_id))
@@ -300,6 +303,7 @@ class StandbyEnrollment:
     @staticmethod
     def _card_saved(
         session: Session,
+        vault: MemberVault,
         binding: CardBinding,
         subscription: Subscription,
         method: GatewayPaymentMethod,
@@ -311,6 +315,7 @@ class StandbyEnrollment:
             return
         saved = save_card(
             session,
+            vault,
             member_id=binding.member_id,
             shop_id=binding.shop_id,
             card=method.card,

@@ -264,13 +264,14 @@ class ShortfallService:
         )
         session.add(charge)
         session.flush()
-        token = method.gateway_token
+        # The card token is added, decrypted, just before each send (`with_card_token`).
         attempt = add_attempt(
             session,
             charge,
             shop_id=method.shop_id,
-            body_for=lambda attempt_id: recurring_payment_body(attempt_id, charge, token),
+            body_for=lambda attempt_id: recurring_payment_body(attempt_id, charge),
             now=now,
+            payment_method_id=method.id,
         )
         # The month's dues: accrued by the member's plan as a rule; if nothing accrued the month
         # yet, the standby amount (the member's monthly dues) is. Never twice (keyed per month).
