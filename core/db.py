@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import DateTime
@@ -27,14 +27,25 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    return create_engine(
+def make_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> Engine:
+    """An engine; with `role`, every connection switches to that role first (`SET ROLE`), so a
+    login that merely belongs to `vznos_app` acts as it (row-level security applies)."""
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         connect_args={"application_name": "vznos"},
     )
+    if role:
+
+        @event.listens_for(engine, "connect")
+        def _set_role(dbapi_connection: Any, connection_record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f'SET ROLE "{role.replace(chr(34), "")}"')
+            dbapi_connection.commit()  # outlives the pool's rollback-on-return
+
+    return engine
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         "email or phone; separate from the master keys.",
     )
 
+    # Access.
+    database_role: str | None = Field(
+        default=None,
+        description="Role the application switches to on every connection (`SET ROLE`), e.g. "
+        "vznos_app when the login role is a member of it; row-level security binds that role.",
+    )
+    api_key_hash_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for API key and session token hashes; set it in production "
+        "(changing it invalidates every key).",
+    )
+    api_key_rotation_grace_hours: float = Field(default=24.0, ge=0)
+    treasurer_session_hours: float = Field(default=12.0, gt=0)
+
     # Inbound notifications. NoDecode: the environment gives comma-separated CIDRs, not JSON.
     yookassa_notification_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
         default=parse_networks(YOOKASSA_NOTIFICATION_NETWORKS),

@@ -2,7 +2,6 @@
 month. Thin: parse, call, map."""
 
 import uuid
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
@@ -21,9 +20,25 @@ from ledger.export import (
 )
 from ledger.reads import LedgerReads
 from ledger.schemas import AccountOut, OrganizationSummaryOut, StatementOut
+from members.access.dependencies import authenticated, require
 from members.errors import OrganizationNotFound
-from members.schemas import MemberOut, MemberUpsert, OrganizationCreate, OrganizationOut
+from members.schemas import (
+    Code,
+    MemberOut,
+    MemberUpsert,
+    OrganizationCreate,
+    OrganizationList,
+    OrganizationOut,
+    OrganizationPut,
+)
+from members.scopes import Scope
 from members.service import MemberService, OrganizationService, Principal
+
+MembersWriter = Annotated[Principal, Depends(require(Scope.MEMBERS_WRITE))]
+MemberReader = Annotated[Principal, Depends(require(Scope.MEMBERS_WRITE, Scope.PAYMENTS_READ))]
+PaymentsReader = Annotated[Principal, Depends(require(Scope.PAYMENTS_READ))]
+AnyCaller = Annotated[Principal, Depends(authenticated)]
+OrgCode = Annotated[Code, Path(description="The organisation's code (the CRM's id for it)")]
 
 ExternalId = Annotated[
     str,
@@ -61,51 +76,69 @@ def build_router(
     members: MemberService,
     organizations: OrganizationService,
     ledger: LedgerReads,
-    principal: Callable[..., Principal],
 ) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["members"])
-    Caller = Annotated[Principal, Depends(principal)]
 
     @router.post(
         "/organizations",
         status_code=status.HTTP_201_CREATED,
-        responses=problem_responses(401, 404, 409, 422),
+        responses=problem_responses(401, 403, 404, 409, 422),
     )
-    def create_organization(body: OrganizationCreate, caller: Caller) -> OrganizationOut:
+    def create_organization(body: OrganizationCreate, caller: MembersWriter) -> OrganizationOut:
         """Create an organisation inside the caller's subtree (under the caller's own
         organisation unless `parent_code` names another one in it)."""
         return organizations.create(body, caller)
 
-    @router.put("/members/{external_id}", responses=problem_responses(401, 404, 422))
+    @router.put("/organizations/{code}", responses=problem_responses(401, 403, 404, 409, 422))
+    def put_organization(
+        code: OrgCode, body: OrganizationPut, caller: MembersWriter, response: Response
+    ) -> OrganizationOut:
+        """Sync an organisation from the CRM: 201 when created (under `parent_code`, default
+        the caller's organisation), 200 when updated. A new `parent_code` moves the
+        organisation with its whole subtree (audited); a parent inside that subtree is a 422."""
+        org, created = organizations.put(caller, code, body)
+        response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return org
+
+    @router.get("/organizations", responses=problem_responses(401, 403))
+    def list_organizations(caller: AnyCaller) -> OrganizationList:
+        """The caller's organisation and its whole subtree."""
+        return OrganizationList(data=organizations.list(caller))
+
+    @router.get("/organizations/{code}", responses=problem_responses(401, 403, 404, 422))
+    def get_organization(code: OrgCode, caller: AnyCaller) -> OrganizationOut:
+        return organizations.get(caller, code)
+
+    @router.put("/members/{external_id}", responses=problem_responses(401, 403, 404, 422))
     def upsert_member(
-        external_id: ExternalId, body: MemberUpsert, caller: Caller, response: Response
+        external_id: ExternalId, body: MemberUpsert, caller: MembersWriter, response: Response
     ) -> MemberOut:
         """Create or update a member by the CRM's id: 201 when created, 200 when updated."""
         member, created = members.upsert(caller, external_id, body)
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return member
 
-    @router.get("/members/{external_id}", responses=problem_responses(401, 404, 410, 422))
-    def get_member(external_id: ExternalId, caller: Caller) -> MemberOut:
-        """The member with their personal data (decrypted for this response only). An erased
-        member is 410."""
+    @router.get("/members/{external_id}", responses=problem_responses(401, 403, 404, 410, 422))
+    def get_member(external_id: ExternalId, caller: MemberReader) -> MemberOut:
+        """The member with their personal data (decrypted for this response only); every read
+        is recorded in the audit log. An erased member is 410."""
         return members.get(caller, external_id)
 
-    @router.get("/members/{external_id}/account", responses=problem_responses(401, 404, 422))
-    def get_account(external_id: ExternalId, caller: Caller) -> AccountOut:
+    @router.get("/members/{external_id}/account", responses=problem_responses(401, 403, 404, 422))
+    def get_account(external_id: ExternalId, caller: PaymentsReader) -> AccountOut:
         """The member's account (лицевой счёт): one line per month accrued and per payment
         received, with the running balance."""
-        member = members.get(caller, external_id)
-        return AccountOut.of(external_id, ledger.member_account(member.id))
+        place = members.place(caller, external_id)
+        return AccountOut.of(external_id, ledger.member_account(place.member_id))
 
     @router.get(
         "/members/{external_id}/statement",
         response_model=StatementOut,
-        responses={**STATEMENT_FILES, **problem_responses(401, 404, 422)},
+        responses={**STATEMENT_FILES, **problem_responses(401, 403, 404, 422)},
     )
     def get_statement(
         external_id: ExternalId,
-        caller: Caller,
+        caller: PaymentsReader,
         from_: Annotated[
             str | None,
             Query(
@@ -152,10 +185,11 @@ def build_router(
         )
 
     @router.get(
-        "/organizations/{organization_id}/summary", responses=problem_responses(401, 404, 422)
+        "/organizations/{organization_id}/summary",
+        responses=problem_responses(401, 403, 404, 422),
     )
     def get_organization_summary(
-        organization_id: uuid.UUID, period: Period, caller: Caller
+        organization_id: uuid.UUID, period: Period, caller: PaymentsReader
     ) -> OrganizationSummaryOut:
         """The treasurer's month: accrued, collected by channel, fees, the split with the higher
         levels (shared upward, kept, received from below, owed and transferred upward) and

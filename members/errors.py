@@ -26,3 +26,8 @@ class InvalidTimezone(InvalidInput):
 class MemberErased(Gone):
     type_slug = "member-erased"
     title = "Member erased"
+
+
+class OrganizationCycle(InvalidInput):
+    type_slug = "organization-cycle"
+    title = "The move would make a cycle"

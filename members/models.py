@@ -97,15 +97,50 @@ class ApiKey(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
-    # Keys are random and high-entropy, so a plain SHA-256 is the right hash (not a password KDF).
+    # Keys are random and high-entropy, so a fast keyed hash (HMAC-SHA-256) is the right one,
+    # not a password KDF: a lookup per request stays an index probe.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Written at most once per few minutes per key, not on every request.
     last_used_at: Mapped[datetime | None]
+    # A rotation's successor: this key stays valid until its (shortened) expiry.
+    replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
 
     __table_args__ = (Index("ix_api_keys_organization_id", "organization_id"),)
+
+
+class Treasurer(Base):
+    """A person (a treasurer of an organisation) who signs in to the treasurer pages."""
+
+    __tablename__ = "treasurers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(300))
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The last accepted TOTP time step: a code is accepted once.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class TreasurerSession(Base):
+    __tablename__ = "treasurer_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    treasurer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("treasurers.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class DuesPlan(Base):

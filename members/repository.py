@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import false, literal, or_, select
 from sqlalchemy.orm import Session
@@ -21,8 +22,21 @@ def subtree_ids(session: Session, root_id: uuid.UUID) -> set[uuid.UUID]:
     return set(session.scalars(select(tree.c.id)))
 
 
-def organization_by_code(session: Session, code: str) -> Organization | None:
-    return session.scalar(select(Organization).where(Organization.code == code))
+def organization_by_code(
+    session: Session, code: str, *, for_update: bool = False
+) -> Organization | None:
+    query = select(Organization).where(Organization.code == code)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def organizations_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> list[Organization]:
+    return list(
+        session.scalars(
+            select(Organization).where(Organization.id.in_(list(ids))).order_by(Organization.code)
+        )
+    )
 
 
 def member_by_external_id(
@@ -46,8 +60,8 @@ def members_by_index(
     return list(session.scalars(query.limit(100)))
 
 
-def api_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+def api_key_by_hash(session: Session, *key_hashes: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash.in_(key_hashes)))
 
 
 def any_organization(session: Session) -> bool:

@@ -39,12 +39,27 @@ class OrganizationCreate(BaseModel):
     timezone: Annotated[str, Field(examples=["Europe/Moscow"])] = "Europe/Moscow"
 
 
+class OrganizationPut(BaseModel):
+    """An organisation as the CRM syncs it. `parent_code` places a new organisation (default:
+    under the caller's own) or moves an existing one with its whole subtree (default: stays)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    parent_code: Annotated[Code | None, Field(examples=["terkom-1"])] = None
+    timezone: Annotated[str, Field(examples=["Europe/Moscow"])] = "Europe/Moscow"
+
+
 class OrganizationOut(BaseModel):
     id: uuid.UUID
     code: str
     name: str
     parent_id: uuid.UUID | None
     timezone: str
+
+
+class OrganizationList(BaseModel):
+    data: list[OrganizationOut]
 
 
 class MemberUpsert(BaseModel):

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import structlog
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
+from core.access import Actor
 from core.clock import Clock
 from core.db import transaction
-from core.errors import Unauthorized
 from core.ids import new_id
 from core.periods import local_date, zone
 from members import repository
@@ -22,16 +22,25 @@ from members.errors import (
     InvalidTimezone,
     MemberErased,
     MemberNotFound,
+    OrganizationCycle,
     OrganizationExists,
     OrganizationNotFound,
 )
-from members.models import ApiKey, Member, Organization
+from members.models import Member, Organization
 from members.pii import DataKeyMissing, MemberVault, PersonalData
-from members.schemas import MemberOut, MemberUpsert, OrganizationCreate, OrganizationOut
+from members.schemas import (
+    MemberOut,
+    MemberUpsert,
+    OrganizationCreate,
+    OrganizationOut,
+    OrganizationPut,
+)
+from members.scopes import ALL_SCOPES, grants
 
 log = structlog.get_logger("members")
 
-API_KEY_PREFIX = "vz_"
+# pg_advisory_xact_lock key that serializes changes to the shape of the tree.
+ORGANIZATION_TREE_LOCK = 0x767A_6F72_6700
 
 
 @dataclass(frozen=True)
@@ -45,18 +54,28 @@ class MemberPlace:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an API key bound to an organisation, seeing its whole subtree."""
+    """Who is calling: an API key (a system) or a treasurer (a person), bound to an
+    organisation and seeing its whole subtree (`scope`, organisation ids), allowed what its
+    `scopes` grant."""
 
-    api_key_id: uuid.UUID
+    api_key_id: uuid.UUID | None
     organization_id: uuid.UUID
     scope: frozenset[uuid.UUID]
+    scopes: frozenset[str] = ALL_SCOPES
+    treasurer_id: uuid.UUID | None = None
+    ip: str | None = None
 
-    def can_see(self, organization_id: uuid.UUID) -> bool:
+    def can_see(self, organization_id: uuid.UUID | None) -> bool:
         return organization_id in self.scope
 
+    def may(self, scope: str) -> bool:
+        return grants(self.scopes, scope)
 
-def hash_api_key(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
+    @property
+    def actor(self) -> Actor:
+        if self.treasurer_id is not None:
+            return Actor("treasurer", self.treasurer_id, self.scope, self.ip)
+        return Actor("api_key", self.api_key_id, self.scope, self.ip)
 
 
 def organization_out(org: Organization) -> OrganizationOut:
@@ -119,48 +138,9 @@ def visible_organization(
     return org
 
 
-class AccessService:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
-        self._sessions = sessions
-        self._clock = clock
-
-    def authenticate(self, bearer: str | None) -> Principal:
-        if not bearer or not bearer.startswith(API_KEY_PREFIX):
-            raise Unauthorized("a valid API key is required: Authorization: Bearer vz_…")
-        with transaction(self._sessions) as session:
-            key = repository.api_key_by_hash(session, hash_api_key(bearer))
-            if key is None or key.revoked_at is not None:
-                raise Unauthorized("the API key is not valid")
-            key.last_used_at = self._clock.now()
-            return Principal(
-                api_key_id=key.id,
-                organization_id=key.organization_id,
-                scope=frozenset(repository.subtree_ids(session, key.organization_id)),
-            )
-
-    def create_api_key(self, org_code: str, name: str) -> tuple[uuid.UUID, str]:
-        """Create a key and return its plaintext, which is shown once and never stored."""
-        plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        with transaction(self._sessions) as session:
-            org = repository.organization_by_code(session, org_code)
-            if org is None:
-                raise OrganizationNotFound(f"no organization with code {org_code!r}", field="org")
-            key = ApiKey(
-                id=new_id(),
-                organization_id=org.id,
-                key_hash=hash_api_key(plaintext),
-                prefix=plaintext[:10],
-                name=name,
-                created_at=self._clock.now(),
-                revoked_at=None,
-                last_used_at=None,
-            )
-            session.add(key)
-        log.info("api_key.created", api_key_id=str(key.id), organization_id=str(org.id))
-        return key.id, plaintext
-
-
 class OrganizationService:
+    """The organisation tree, synced by the CRM: create, update, and move a subtree."""
+
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -168,44 +148,162 @@ class OrganizationService:
     def create(self, data: OrganizationCreate, principal: Principal | None) -> OrganizationOut:
         """Create an organisation. A caller creates only inside its own subtree; the operator
         (no principal, from the command line) may create roots."""
-        try:
-            zone(data.timezone)
-        except ValueError as exc:
-            raise InvalidTimezone(str(exc), field="timezone") from exc
+        _check_zone(data.timezone)
         try:
             with transaction(self._sessions) as session:
-                parent_id: uuid.UUID | None = None
-                if data.parent_code is not None:
-                    if principal is None:
-                        parent = repository.organization_by_code(session, data.parent_code)
-                        if parent is None:
-                            raise OrganizationNotFound(
-                                f"no organization with code {data.parent_code!r}",
-                                field="parent_code",
-                            )
-                    else:
-                        parent = visible_organization(
-                            session, principal, data.parent_code, "parent_code"
-                        )
-                    parent_id = parent.id
-                elif principal is not None:
-                    parent_id = principal.organization_id
-                org = Organization(
-                    id=new_id(),
-                    code=data.code,
-                    name=data.name,
-                    parent_id=parent_id,
-                    timezone=data.timezone,
-                    created_at=self._clock.now(),
+                org = self._insert(
+                    session, principal, data.code, data.name, data.parent_code, data.timezone
                 )
-                session.add(org)
-                session.flush()
         except IntegrityError as exc:
             raise OrganizationExists(
                 f"an organization with code {data.code!r} already exists", field="code"
             ) from exc
         log.info("organization.created", organization_id=str(org.id))
         return organization_out(org)
+
+    def put(
+        self, principal: Principal, code: str, data: OrganizationPut
+    ) -> tuple[OrganizationOut, bool]:
+        """Create or update an organisation by its code; a new `parent_code` moves the whole
+        subtree under it (a parent inside the subtree itself would make a cycle: 422)."""
+        _check_zone(data.timezone)
+        try:
+            with transaction(self._sessions) as session:
+                # Moves serialize: two concurrent moves could otherwise close a cycle.
+                session.execute(select(func.pg_advisory_xact_lock(ORGANIZATION_TREE_LOCK)))
+                org = repository.organization_by_code(session, code, for_update=True)
+                if org is None:
+                    org = self._insert(
+                        session, principal, code, data.name, data.parent_code, data.timezone
+                    )
+                    created = True
+                else:
+                    if not principal.can_see(org.id):
+                        raise OrganizationNotFound(
+                            f"no organization with code {code!r}", field="code"
+                        )
+                    created = False
+                    self._update(session, principal, org, data)
+        except IntegrityError as exc:
+            raise OrganizationExists(
+                f"an organization with code {code!r} already exists", field="code"
+            ) from exc
+        return organization_out(org), created
+
+    def get(self, principal: Principal, code: str) -> OrganizationOut:
+        with self._sessions() as session:
+            return organization_out(visible_organization(session, principal, code, "code"))
+
+    def list(self, principal: Principal) -> list[OrganizationOut]:
+        with self._sessions() as session:
+            return [
+                organization_out(org)
+                for org in repository.organizations_by_ids(session, principal.scope)
+            ]
+
+    def _insert(
+        self,
+        session: Session,
+        principal: Principal | None,
+        code: str,
+        name: str,
+        parent_code: str | None,
+        timezone: str,
+    ) -> Organization:
+        parent_id: uuid.UUID | None = None
+        if parent_code is not None:
+            if principal is None:
+                parent = repository.organization_by_code(session, parent_code)
+                if parent is None:
+                    raise OrganizationNotFound(
+                        f"no organization with code {parent_code!r}", field="parent_code"
+                    )
+            else:
+                parent = visible_organization(session, principal, parent_code, "parent_code")
+            parent_id = parent.id
+        elif principal is not None:
+            parent_id = principal.organization_id
+        now = self._clock.now()
+        org = Organization(
+            id=new_id(),
+            code=code,
+            name=name,
+            parent_id=parent_id,
+            timezone=timezone,
+            created_at=now,
+        )
+        session.add(org)
+        session.flush()
+        audit.record(
+            session,
+            "organization.created",
+            at=now,
+            organization_id=org.id,
+            subject_type="organization",
+            subject_id=org.id,
+            details={"parent_id": str(parent_id) if parent_id else None},
+        )
+        return org
+
+    def _update(
+        self, session: Session, principal: Principal, org: Organization, data: OrganizationPut
+    ) -> None:
+        now = self._clock.now()
+        changed = {
+            field: True
+            for field, old, new in (
+                ("name", org.name, data.name),
+                ("timezone", org.timezone, data.timezone),
+            )
+            if old != new
+        }
+        org.name = data.name
+        org.timezone = data.timezone
+        if data.parent_code is not None:
+            parent = visible_organization(session, principal, data.parent_code, "parent_code")
+            if parent.id != org.parent_id:
+                if parent.id in repository.subtree_ids(session, org.id):
+                    raise OrganizationCycle(
+                        f"{data.parent_code!r} lies inside {org.code!r}'s own subtree",
+                        field="parent_code",
+                    )
+                previous = org.parent_id
+                org.parent_id = parent.id
+                session.flush()
+                audit.record(
+                    session,
+                    "organization.moved",
+                    at=now,
+                    organization_id=org.id,
+                    subject_type="organization",
+                    subject_id=org.id,
+                    details={
+                        "from_parent_id": str(previous) if previous else None,
+                        "to_parent_id": str(parent.id),
+                    },
+                )
+                log.info(
+                    "organization.moved",
+                    organization_id=str(org.id),
+                    to_parent_id=str(parent.id),
+                )
+        if changed:
+            audit.record(
+                session,
+                "organization.updated",
+                at=now,
+                organization_id=org.id,
+                subject_type="organization",
+                subject_id=org.id,
+                details={"changed": sorted(changed)},
+            )
+
+
+def _check_zone(timezone: str) -> None:
+    try:
+        zone(timezone)
+    except ValueError as exc:
+        raise InvalidTimezone(str(exc), field="timezone") from exc
 
 
 class MemberService:
@@ -254,6 +352,14 @@ class MemberService:
                     member.updated_at = now
                     session.flush()
                     out = member_out(member, org.code, personal)
+                    audit.record(
+                        session,
+                        "member.created" if created else "member.updated",
+                        at=now,
+                        organization_id=org.id,
+                        subject_type="member",
+                        subject_id=member.id,
+                    )
                 log.info("member.upserted", member_id=str(out.id), created=created)
                 return out, created
             except IntegrityError:
@@ -268,7 +374,8 @@ class MemberService:
             return MemberPlace(member.id, org.timezone, local_date(self._clock.now(), org.timezone))
 
     def get(self, principal: Principal, external_id: str) -> MemberOut:
-        with self._sessions() as session:
+        """The member with personal data: the read is recorded in the audit log."""
+        with transaction(self._sessions) as session:
             member = visible_member(session, principal, external_id)
             org = session.get(Organization, member.organization_id)
             assert org is not None
@@ -279,6 +386,14 @@ class MemberService:
                     "the member's personal data was erased", field="external_id"
                 ) from exc
             log.info("member.personal_data_read", member_id=str(member.id))
+            audit.record(
+                session,
+                "member.read",
+                at=self._clock.now(),
+                organization_id=org.id,
+                subject_type="member",
+                subject_id=member.id,
+            )
             return member_out(member, org.code, personal)
 
     def find_by_contact(

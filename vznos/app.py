@@ -1,18 +1,16 @@
 """The HTTP application: routers of every domain, problem+json errors, health and readiness."""
 
-from typing import Annotated
-
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from core.http import install_problem_handlers, problem, problem_responses
 from core.idempotency import IdempotencyGuard
 from members import endpoints as members_endpoints
+from members.access import endpoints as access_endpoints
+from members.access.dependencies import authenticated
 from members.dues import endpoints as dues_endpoints
-from members.service import Principal
 from payments.history import endpoints as payments_endpoints
 from payments.pages import endpoints as pages_endpoints
 from payments.refunds import endpoints as refunds_endpoints
@@ -29,7 +27,11 @@ API_DESCRIPTION = """
 Vznos collects trade-union dues by bank card, as a safety net for payroll deduction.
 
 Authenticate with an API key: `Authorization: Bearer vz_…` (create one with
-`vznos apikey create --org CODE`). Amounts are decimal strings with a currency,
+`vznos apikey create --org CODE`). A key acts for one organisation and its whole subtree, with
+scopes (`members:write`, `subscriptions:write`, `payments:read`, `refunds:write`,
+`reconciliation:write`, `webhooks:manage`, `admin`); each operation names the scope it needs.
+A missing or invalid key is a 401, a missing scope a 403, and an object outside the caller's
+subtree a 404, exactly like one that does not exist. Amounts are decimal strings with a currency,
 `{"value": "350.00", "currency": "RUB"}`. Every error is `application/problem+json`
 with a `field` naming what was wrong.
 """
@@ -47,12 +49,9 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     install_problem_handlers(app)
-    bearer = HTTPBearer(auto_error=False, description="API key: vz_…")
-
-    def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        return container.access.authenticate(credentials.credentials if credentials else None)
+    # Read by members.access.dependencies.require, the dependency every endpoint declares.
+    app.state.access = container.access
+    app.state.trusted_proxies = container.settings.trusted_proxies
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Health:
@@ -81,30 +80,23 @@ def create_app(container: Container) -> FastAPI:
             members=container.members,
             organizations=container.organizations,
             ledger=container.ledger,
-            principal=principal,
         ),
-        subscriptions_endpoints.build_router(
-            subscriptions=container.subscriptions, principal=principal
-        ),
-        payments_endpoints.build_router(payments=container.payments, principal=principal),
-        refunds_endpoints.build_router(refunds=container.refunds, principal=principal),
-        shops_endpoints.build_router(shops=container.shops, principal=principal),
-        subscriptions_endpoints.build_erasure_router(
-            erasure=container.erasure, principal=principal
-        ),
+        subscriptions_endpoints.build_router(subscriptions=container.subscriptions),
+        payments_endpoints.build_router(payments=container.payments),
+        refunds_endpoints.build_router(refunds=container.refunds),
+        shops_endpoints.build_router(shops=container.shops),
+        subscriptions_endpoints.build_erasure_router(erasure=container.erasure),
         standby_endpoints.build_router(
-            enrollment=container.standby, shortfalls=container.shortfalls, principal=principal
+            enrollment=container.standby, shortfalls=container.shortfalls
         ),
-        dues_endpoints.build_router(
-            dues=container.dues, treasury=container.treasury, principal=principal
-        ),
+        dues_endpoints.build_router(dues=container.dues, treasury=container.treasury),
         inbound_endpoints.build_router(inbox=container.inbox),
-        outbound_endpoints.build_router(endpoints=container.webhook_endpoints, principal=principal),
+        outbound_endpoints.build_router(endpoints=container.webhook_endpoints),
         pages_endpoints.build_api_router(
             pages=container.pages,
-            principal=principal,
             public_url=container.settings.public_url,
         ),
+        access_endpoints.build_router(access=container.access),
     ]
     # Every API route gets the contract's edge (idempotent POSTs, limits) in this one place.
     guard = IdempotencyGuard(container.idempotency, principal_key_id)
@@ -113,7 +105,7 @@ def create_app(container: Container) -> FastAPI:
             apply_contract(
                 router,
                 guard=guard,
-                principal=principal,
+                principal=authenticated,
                 retention_hours=container.settings.idempotency_retention_hours,
             )
         )

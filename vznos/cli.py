@@ -25,6 +25,8 @@ billing_app = typer.Typer(no_args_is_help=True, help="Monthly billing.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The books: accrual, checks, closes.")
 app.add_typer(org_app, name="org")
 app.add_typer(apikey_app, name="apikey")
+treasurer_app = typer.Typer(no_args_is_help=True, help="Treasurer accounts (people).")
+app.add_typer(treasurer_app, name="treasurer")
 app.add_typer(billing_app, name="billing")
 app.add_typer(ledger_app, name="ledger")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Gateway notifications.")
@@ -161,22 +163,189 @@ def org_create(
     typer.echo(f"organization {org.code} created: {org.id}")
 
 
+ScopeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope",
+        help="A scope (repeat for several): members:write, subscriptions:write, payments:read, "
+        "refunds:write, reconciliation:write, webhooks:manage, admin. Default: every scope.",
+    ),
+]
+
+
+def _scopes(values: list[str] | None) -> list[str]:
+    from members.scopes import ALL_SCOPES, Scope
+
+    if not values:
+        return sorted(ALL_SCOPES)
+    known = {scope.value for scope in Scope}
+    for value in values:
+        if value not in known:
+            _fail(f"unknown scope {value!r}; known: {', '.join(sorted(known))}")
+    return sorted(set(values))
+
+
+def _key_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _fail(f"{value!r} is not an API key id (a UUID)")
+        raise
+
+
 @apikey_app.command("create")
 def apikey_create(
     org: Annotated[str, typer.Option(help="Organisation code the key acts for")],
     name: Annotated[str, typer.Option(help="What the key is for")] = "CRM",
+    scope: ScopeOption = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0.001, help="Expire after this many days (default: never)")
+    ] = None,
 ) -> None:
-    """Create an API key and print it once; it is stored only as a hash."""
+    """Create an API key and print it once; it is stored only as a keyed hash."""
+    from datetime import timedelta
+
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    scopes = _scopes(scope)
+    with operator_container(_settings()) as container:
+        expires_at = (
+            container.clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
+        )
+        try:
+            key_id, plaintext = container.access.create_api_key(
+                org, name, scopes, expires_at=expires_at
+            )
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(f"API key {key_id} for {org} ({' '.join(scopes)}); shown once:", err=True)
+    typer.echo(plaintext)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    org: Annotated[str | None, typer.Option(help="Only this organisation's keys")] = None,
+) -> None:
+    """Keys, newest first: id, prefix, organisation id, status, scopes, expires_at,
+    last_used_at, name (tab-separated). Never the keys themselves."""
     from core.errors import DomainError
     from vznos.processes import operator_container
 
     with operator_container(_settings()) as container:
         try:
-            _, plaintext = container.access.create_api_key(org, name)
+            page = container.access.list_api_keys(None, org_code=org, limit=10_000)
         except DomainError as exc:
             _fail(exc.detail)
             return
-    typer.echo(plaintext)
+    typer.echo("id\tprefix\torganization_id\tstatus\tscopes\texpires_at\tlast_used_at\tname")
+    for key in page.data:
+        typer.echo(
+            "\t".join(
+                (
+                    str(key.id),
+                    key.prefix,
+                    str(key.organization_id),
+                    key.status,
+                    ",".join(key.scopes),
+                    _when(key.expires_at),
+                    _when(key.last_used_at),
+                    key.name,
+                )
+            )
+        )
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="API key id")],
+) -> None:
+    """Revoke a key now: its next request is refused (401)."""
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        try:
+            key = container.access.revoke_api_key(None, _key_id(key_id))
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(f"API key {key.id} revoked")
+
+
+@apikey_app.command("rotate")
+def apikey_rotate(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="API key id")],
+    grace_hours: Annotated[
+        float | None,
+        typer.Option(min=0, help="How long the old key keeps working (default: 24)"),
+    ] = None,
+) -> None:
+    """Create a successor key (same organisation, name and scopes) and print it once; the old
+    key keeps working for the grace period, then expires."""
+    from datetime import timedelta
+
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    with operator_container(_settings()) as container:
+        try:
+            created = container.access.rotate_api_key(
+                None,
+                _key_id(key_id),
+                grace=timedelta(hours=grace_hours) if grace_hours is not None else None,
+            )
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(f"API key {created.id} replaces {key_id}; shown once:", err=True)
+    typer.echo(created.key)
+
+
+@treasurer_app.command("create")
+def treasurer_create(
+    org: Annotated[str, typer.Option(help="Organisation code the treasurer works for")],
+    login: Annotated[str, typer.Option(help="Sign-in name")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="VZNOS_TREASURER_PASSWORD",
+            help="Prompted for when not given (or VZNOS_TREASURER_PASSWORD)",
+        ),
+    ],
+    scope: ScopeOption = None,
+    totp: Annotated[
+        bool, typer.Option("--totp", help="Require a TOTP second factor; prints the enrolment URI")
+    ] = False,
+) -> None:
+    """Create a treasurer account (password hashed with argon2id)."""
+    from core.errors import DomainError
+    from vznos.processes import operator_container
+
+    if len(password) < 12:
+        _fail("the password must have at least 12 characters")
+    scopes = _scopes(scope or ["payments:read", "reconciliation:write"])
+    with operator_container(_settings()) as container:
+        try:
+            treasurer_id, uri = container.access.create_treasurer(
+                org_code=org,
+                login=login,
+                display_name=name,
+                password=password,
+                scopes=scopes,
+                with_totp=totp,
+            )
+        except DomainError as exc:
+            _fail(exc.detail)
+            return
+    typer.echo(f"treasurer {treasurer_id} created ({' '.join(scopes)})")
+    if uri:
+        typer.echo(f"enrol an authenticator app with (shown once): {uri}")
 
 
 @billing_app.command("run")

@@ -9,6 +9,7 @@ import dramatiq
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import install_row_security
 from core.clock import Clock, SystemClock
 from core.crypto import KeyRing
 from core.db import make_engine, make_sessions
@@ -19,10 +20,11 @@ from core.queue import TaskQueue
 from core.settings import Settings
 from core.ssrf import UrlGuard
 from ledger.reads import LedgerReads
+from members.access.service import AccessPolicy, AccessService
 from members.dues.service import DuesService
 from members.dues.treasury import TreasuryService
 from members.pii import MemberVault
-from members.service import AccessService, MemberService, OrganizationService
+from members.service import MemberService, OrganizationService
 from payments.charges.billing import BillingService
 from payments.charges.service import TASK_RESOLVE, TASK_SUBMIT, ChargeService
 from payments.gateway.yookassa import YooKassaGateway
@@ -123,8 +125,9 @@ def build_container(
     clock = clock or SystemClock()
     keyring = keyring or build_keyring(settings)
     vault = MemberVault(keyring, PAYMENT_METHOD_COLUMNS)
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, role=settings.database_role)
     sessions = make_sessions(engine)
+    install_row_security(sessions)
     broker = broker or build_broker(settings.broker_url)
     queue = DramatiqQueue(broker)
     faults = faults or FaultPoints.from_setting(settings.faults)
@@ -238,7 +241,7 @@ def build_container(
         faults=faults,
         gateways=gateways,
         shops=ShopService(sessions=sessions, clock=clock, keyring=keyring, directory=gateways),
-        access=AccessService(sessions, clock),
+        access=AccessService(sessions, clock, access_policy(settings)),
         organizations=OrganizationService(sessions, clock),
         vault=vault,
         members=MemberService(sessions, clock, vault),
@@ -283,4 +286,17 @@ def build_container(
             lock_timeout=timedelta(seconds=settings.idempotency_lock_timeout_seconds),
         ),
         rate_limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_limit_storage_url),
+    )
+
+
+def access_policy(settings: Settings) -> AccessPolicy:
+    default = AccessPolicy()
+    return AccessPolicy(
+        hash_key=(
+            settings.api_key_hash_key.get_secret_value().encode()
+            if settings.api_key_hash_key
+            else default.hash_key
+        ),
+        rotation_grace=timedelta(hours=settings.api_key_rotation_grace_hours),
+        session_lifetime=timedelta(hours=settings.treasurer_session_hours),
     )

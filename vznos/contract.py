@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
+from fastapi import FastAPI
 
 from core.settings import Settings
 from vznos.app import create_app
@@ -12,7 +15,8 @@ from vznos.broker import build_broker
 from vznos.container import GatewayConfig, build_container
 
 
-def generated_openapi() -> dict[str, Any]:
+@contextmanager
+def built_app() -> Iterator[FastAPI]:
     # Building the app connects to nothing: engines and HTTP clients are lazy.
     container = build_container(
         Settings(broker_url=None, database_url=None),
@@ -21,10 +25,15 @@ def generated_openapi() -> dict[str, Any]:
         broker=build_broker(None),
     )
     try:
-        schema: dict[str, Any] = create_app(container).openapi()
-        return schema
+        yield create_app(container)
     finally:
         container.close()
+
+
+def generated_openapi() -> dict[str, Any]:
+    with built_app() as app:
+        schema: dict[str, Any] = app.openapi()
+        return schema
 
 
 def render_openapi() -> str:

@@ -27,12 +27,14 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def principal_key_id(principal: Principal) -> uuid.UUID:
-    """Whose Idempotency-Keys these are: the calling API key's."""
-    return principal.api_key_id
+    """Whose Idempotency-Keys these are: the calling API key's (or treasurer's)."""
+    caller = principal.api_key_id or principal.treasurer_id
+    assert caller is not None
+    return caller
 
 
 def _idempotency_dependency(
-    guard: IdempotencyGuard, principal: Callable[..., Principal], *, required: bool
+    guard: IdempotencyGuard, principal: Callable[..., Any], *, required: bool
 ) -> Callable[..., Any]:
     async def idempotency_key(
         request: Request, caller: Annotated[Principal, Depends(principal)]
@@ -46,7 +48,7 @@ def apply_contract(
     router: APIRouter,
     *,
     guard: IdempotencyGuard,
-    principal: Callable[..., Principal],
+    principal: Callable[..., Any],
     retention_hours: float,
 ) -> APIRouter:
     """Give every API route of the router what the contract promises. Call before

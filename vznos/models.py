@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import audit as audit_models
 from core import idempotency as idempotency_models
 from core import jobs as jobs_models
 from core import outbox as outbox_models
@@ -20,6 +21,7 @@ from webhooks.outbound import models as outbound_models
 metadata = Base.metadata
 
 __all__ = [
+    "audit_models",
     "charges_models",
     "idempotency_models",
     "inbound_models",

@@ -10,6 +10,7 @@ from datetime import date, datetime, time
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
 from core.clock import Clock
 from core.db import transaction
 from core.errors import InvalidInput
@@ -102,6 +103,15 @@ class TreasuryService:
                 closed_period=ClosedPeriodPolicy.REFUSE,
             )
             out = entry_out(session, posted)
+            audit.record(
+                session,
+                "ledger.payment_recorded",
+                at=now,
+                organization_id=org.id,
+                subject_type="journal_entry",
+                subject_id=out.id,
+                details={"member_id": str(member.id), "amount_kopecks": data.amount.kopecks},
+            )
         log.info("ledger.manual_payment", entry_id=str(out.id), channel=data.channel)
         return out
 
@@ -127,6 +137,15 @@ class TreasuryService:
                 timezone=org.timezone,
             )
             out = entry_out(session, posted)
+            audit.record(
+                session,
+                "ledger.entry_reversed",
+                at=now,
+                organization_id=org.id,
+                subject_type="journal_entry",
+                subject_id=entry_id,
+                details={"reversal_id": str(out.id)},
+            )
         log.info("ledger.reversed", entry_id=str(entry_id), reversal_id=str(out.id))
         return out
 
@@ -141,6 +160,15 @@ class TreasuryService:
                 period_month=month,
                 closed_by=data.closed_by,
                 now=self._clock.now(),
+            )
+            audit.record(
+                session,
+                "ledger.period_closed",
+                at=self._clock.now(),
+                organization_id=org.id,
+                subject_type="organization",
+                subject_id=org.id,
+                details={"period": period},
             )
         log.info("ledger.period_closed", organization_id=str(org.id), period=period)
         return closed
@@ -163,6 +191,15 @@ class TreasuryService:
                 allowed=allowed,
                 now=self._clock.now(),
             )
+            audit.record(
+                session,
+                "ledger.shares_set",
+                at=self._clock.now(),
+                organization_id=org.id,
+                subject_type="organization",
+                subject_id=org.id,
+                details={"effective_from": data.effective_from},
+            )
 
     def transfer_upward(self, principal: Principal, org_code: str, data: TransferIn) -> EntryOut:
         now = self._clock.now()
@@ -184,7 +221,17 @@ class TreasuryService:
                 created_by=data.recorded_by,
                 description=f"Transfer to a higher level, {data.reference}",
             )
-            return entry_out(session, posted)
+            out = entry_out(session, posted)
+            audit.record(
+                session,
+                "ledger.transferred_upward",
+                at=now,
+                organization_id=org.id,
+                subject_type="journal_entry",
+                subject_id=out.id,
+                details={"to_organization_id": str(upper), "amount_kopecks": data.amount.kopecks},
+            )
+            return out
 
 
 def _organization_in(session: Session, code: str, allowed: set[uuid.UUID], field: str) -> uuid.UUID:

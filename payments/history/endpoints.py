@@ -1,26 +1,28 @@
 """HTTP for a member's payments. Thin: parse, call, map."""
 
 import uuid
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
 from core.http import problem_responses
+from members.access.dependencies import require
+from members.scopes import Scope
 from members.service import Principal
 from payments.charges.states import ChargeStatus
 from payments.history.schemas import PaymentOut, PaymentPage
 from payments.history.service import MAX_PAGE, PaymentFilter, PaymentReads
 
+PaymentsReader = Annotated[Principal, Depends(require(Scope.PAYMENTS_READ))]
 
-def build_router(*, payments: PaymentReads, principal: Callable[..., Principal]) -> APIRouter:
+
+def build_router(*, payments: PaymentReads) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["payments"])
-    Caller = Annotated[Principal, Depends(principal)]
 
-    @router.get("/payments", responses=problem_responses(401, 404, 422))
+    @router.get("/payments", responses=problem_responses(401, 403, 404, 422))
     def list_payments(
-        caller: Caller,
+        caller: PaymentsReader,
         member: Annotated[
             str,
             Query(
@@ -52,8 +54,8 @@ def build_router(*, payments: PaymentReads, principal: Callable[..., Principal])
             limit=limit,
         )
 
-    @router.get("/payments/{payment_id}", responses=problem_responses(401, 404, 422))
-    def get_payment(payment_id: uuid.UUID, caller: Caller) -> PaymentOut:
+    @router.get("/payments/{payment_id}", responses=problem_responses(401, 403, 404, 422))
+    def get_payment(payment_id: uuid.UUID, caller: PaymentsReader) -> PaymentOut:
         return payments.get(caller, payment_id)
 
     return router

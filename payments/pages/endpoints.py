@@ -4,7 +4,7 @@ Thin: read the link, call one use case, render. Every refusal on a page is a pag
 member's language (400 for a damaged link or a missing consent, 410 for an expired link, 409
 for a conflict), never problem+json and never a stack trace."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +16,9 @@ from core.errors import DomainError
 from core.http import problem_responses
 from core.money import parse_kopecks
 from core.networks import Network, client_address
+from members.access.dependencies import require
 from members.endpoints import ExternalId
+from members.scopes import Scope
 from members.service import Principal
 from payments.charges.states import ChargeKind
 from payments.pages.links import LinkExpired, LinkInvalid, LinkPurpose, MemberLink
@@ -37,11 +39,9 @@ def base_url(request: Request, public_url: str | None) -> str:
     return (public_url or str(request.base_url)).rstrip("/")
 
 
-def build_api_router(
-    *, pages: MemberPages, principal: Callable[..., Principal], public_url: str | None
-) -> APIRouter:
+def build_api_router(*, pages: MemberPages, public_url: str | None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["members"])
-    Caller = Annotated[Principal, Depends(principal)]
+    Caller = Annotated[Principal, Depends(require(Scope.SUBSCRIPTIONS_WRITE))]
 
     @router.post(
         "/members/{external_id}/links",

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
 from core.clock import Clock
 from core.db import transaction
 from core.money import MoneyOut
@@ -193,6 +194,15 @@ class SubscriptionService:
                         source_id=str(subscription.id),
                     )
                 subscription_id, attempt_id = subscription.id, attempt.id
+                audit.record(
+                    session,
+                    "subscription.started",
+                    at=now,
+                    organization_id=org.id,
+                    subject_type="subscription",
+                    subject_id=subscription.id,
+                    details={"member_id": str(member.id), "amount_kopecks": amount},
+                )
         except IntegrityError as exc:
             if _constraint(exc) != "uq_subscriptions_one_live_per_member":
                 raise
@@ -218,6 +228,14 @@ class SubscriptionService:
             subscription, _ = self._visible(session, principal, subscription_id, for_update=True)
             if move(subscription, SubscriptionStatus.CANCELED, now, Cause.BY_CRM):
                 log.info("subscription.canceled", subscription_id=str(subscription_id))
+                audit.record(
+                    session,
+                    "subscription.canceled",
+                    at=now,
+                    organization_id=subscription.organization_id,
+                    subject_type="subscription",
+                    subject_id=subscription_id,
+                )
         return self.get(principal, subscription_id)
 
     # -- the member's own actions (self-service pages) -----------------------------------------

@@ -1,12 +1,13 @@
 """HTTP for the CRM's webhook endpoints and events. Thin: parse, call, map."""
 
 import uuid
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from core.http import problem_responses
+from members.access.dependencies import require
+from members.scopes import Scope
 from members.service import Principal
 from webhooks.outbound.catalog import describe
 from webhooks.outbound.schemas import (
@@ -33,17 +34,16 @@ for about three days. Note: the reference Python verifier raises `ValueError` (n
 `WebhookVerificationError`) on a malformed signature header; treat both as a rejection.
 """
 
+WebhooksManager = Annotated[Principal, Depends(require(Scope.WEBHOOKS_MANAGE))]
 
-def build_router(
-    *, endpoints: WebhookEndpointService, principal: Callable[..., Principal]
-) -> APIRouter:
+
+def build_router(*, endpoints: WebhookEndpointService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["webhooks"])
-    Caller = Annotated[Principal, Depends(principal)]
 
     @router.post(
         "/webhook-endpoints",
         status_code=status.HTTP_201_CREATED,
-        responses=problem_responses(401, 422),
+        responses=problem_responses(401, 403, 422),
         description=(
             "Register a CRM endpoint for the caller's organisation; it receives events of the "
             "whole subtree. The `whsec_…` signing secret is in this response only.\n"
@@ -53,60 +53,64 @@ def build_router(
         ),
     )
     def create_webhook_endpoint(
-        body: WebhookEndpointCreate, caller: Caller
+        body: WebhookEndpointCreate, caller: WebhooksManager
     ) -> WebhookEndpointCreated:
         return endpoints.create(caller, body)
 
-    @router.get("/webhook-endpoints", responses=problem_responses(401))
-    def list_webhook_endpoints(caller: Caller) -> WebhookEndpointList:
+    @router.get("/webhook-endpoints", responses=problem_responses(401, 403))
+    def list_webhook_endpoints(caller: WebhooksManager) -> WebhookEndpointList:
         """Endpoints of the caller's subtree, without their secrets."""
         return WebhookEndpointList(data=endpoints.list(caller))
 
-    @router.get("/webhook-endpoints/{endpoint_id}", responses=problem_responses(401, 404, 422))
-    def get_webhook_endpoint(endpoint_id: uuid.UUID, caller: Caller) -> WebhookEndpointOut:
+    @router.get("/webhook-endpoints/{endpoint_id}", responses=problem_responses(401, 403, 404, 422))
+    def get_webhook_endpoint(endpoint_id: uuid.UUID, caller: WebhooksManager) -> WebhookEndpointOut:
         return endpoints.get(caller, endpoint_id)
 
     @router.delete(
         "/webhook-endpoints/{endpoint_id}",
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
-        responses=problem_responses(401, 404, 422),
+        responses=problem_responses(401, 403, 404, 422),
     )
-    def delete_webhook_endpoint(endpoint_id: uuid.UUID, caller: Caller) -> Response:
+    def delete_webhook_endpoint(endpoint_id: uuid.UUID, caller: WebhooksManager) -> Response:
         """Stop sending to the endpoint and forget it; pending deliveries are canceled."""
         endpoints.delete(caller, endpoint_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(
         "/webhook-endpoints/{endpoint_id}/rotate-secret",
-        responses=problem_responses(401, 404, 422),
+        responses=problem_responses(401, 403, 404, 422),
     )
-    def rotate_webhook_secret(endpoint_id: uuid.UUID, caller: Caller) -> SecretRotated:
+    def rotate_webhook_secret(endpoint_id: uuid.UUID, caller: WebhooksManager) -> SecretRotated:
         """A new signing secret, shown once. Until `previous_secret_expires_at` every delivery
         carries signatures by both the old and the new secret."""
         return endpoints.rotate_secret(caller, endpoint_id)
 
     @router.post(
-        "/webhook-endpoints/{endpoint_id}/disable", responses=problem_responses(401, 404, 422)
+        "/webhook-endpoints/{endpoint_id}/disable", responses=problem_responses(401, 403, 404, 422)
     )
-    def disable_webhook_endpoint(endpoint_id: uuid.UUID, caller: Caller) -> WebhookEndpointOut:
+    def disable_webhook_endpoint(
+        endpoint_id: uuid.UUID, caller: WebhooksManager
+    ) -> WebhookEndpointOut:
         """Stop deliveries; pending ones are canceled (replay re-sends them)."""
         return endpoints.disable(caller, endpoint_id)
 
     @router.post(
-        "/webhook-endpoints/{endpoint_id}/enable", responses=problem_responses(401, 404, 422)
+        "/webhook-endpoints/{endpoint_id}/enable", responses=problem_responses(401, 403, 404, 422)
     )
-    def enable_webhook_endpoint(endpoint_id: uuid.UUID, caller: Caller) -> WebhookEndpointOut:
+    def enable_webhook_endpoint(
+        endpoint_id: uuid.UUID, caller: WebhooksManager
+    ) -> WebhookEndpointOut:
         """Resume deliveries to a disabled endpoint; its URL is checked again."""
         return endpoints.enable(caller, endpoint_id)
 
     @router.get(
         "/webhook-endpoints/{endpoint_id}/deliveries",
-        responses=problem_responses(401, 404, 422),
+        responses=problem_responses(401, 403, 404, 422),
     )
     def list_webhook_deliveries(
         endpoint_id: uuid.UUID,
-        caller: Caller,
+        caller: WebhooksManager,
         starting_after: Annotated[
             uuid.UUID | None, Query(description="The last delivery id of the previous page")
         ] = None,
@@ -119,10 +123,10 @@ def build_router(
     @router.post(
         "/webhook-endpoints/{endpoint_id}/replay",
         status_code=status.HTTP_202_ACCEPTED,
-        responses=problem_responses(401, 404, 409, 422),
+        responses=problem_responses(401, 403, 404, 409, 422),
     )
     def replay_webhook_events(
-        endpoint_id: uuid.UUID, body: ReplayRequest, caller: Caller
+        endpoint_id: uuid.UUID, body: ReplayRequest, caller: WebhooksManager
     ) -> ReplayQueued:
         """Re-send every event the endpoint hears recorded since `since` (oldest first, same
         `webhook-id`s), for a CRM that was down."""
@@ -131,9 +135,9 @@ def build_router(
     @router.post(
         "/events/{event_id}/redeliver",
         status_code=status.HTTP_202_ACCEPTED,
-        responses=problem_responses(401, 404, 422),
+        responses=problem_responses(401, 403, 404, 422),
     )
-    def redeliver_event(event_id: uuid.UUID, caller: Caller) -> Queued:
+    def redeliver_event(event_id: uuid.UUID, caller: WebhooksManager) -> Queued:
         """Send one event again to every active endpoint of the caller's subtree that hears
         it, with the same `webhook-id`."""
         return endpoints.redeliver(caller, event_id)
