@@ -109,6 +109,7 @@ def create_app(container: Container) -> FastAPI:
                 retention_hours=container.settings.idempotency_retention_hours,
             )
         )
+    app.include_router(access_endpoints.build_sessions_router(access=container.access))
     install_edge(app, container)
     # The member's own pages: HTML outside the API (no API key, no idempotency edge).
     app.include_router(

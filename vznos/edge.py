@@ -18,6 +18,7 @@ from core.idempotency import (
     replay_response,
 )
 from core.limits import BodyLimit, RateLimit
+from members.access.dependencies import guard_of
 from members.service import Principal
 from vznos.container import Container
 
@@ -63,8 +64,11 @@ def apply_contract(
             added += [413, 422]
         if "POST" in methods:
             required = bool(extra.pop(IDEMPOTENCY_REQUIRED, False))
+            # The route's own scope guard (cached per request, so one authentication): a
+            # caller without the scope gets its 403 before any key is claimed.
+            caller = guard_of(route) or principal
             route.dependencies.append(
-                Depends(_idempotency_dependency(guard, principal, required=required))
+                Depends(_idempotency_dependency(guard, caller, required=required))
             )
             extra["parameters"] = [
                 *extra.get("parameters", []),

@@ -78,16 +78,6 @@ def build_router(*, access: AccessService) -> APIRouter:
             expires_at=body.expires_at,
         )
 
-    @router.post(
-        "/sessions",
-        status_code=status.HTTP_201_CREATED,
-        responses=problem_responses(401, 422),
-    )
-    def sign_in(body: SessionCreate) -> SessionCreated:
-        """A treasurer signs in with a password and, when enrolled, a TOTP code; the answer's
-        `vzt_…` token authenticates like an API key until it expires."""
-        return access.sign_in(body.login, body.password, body.totp_code)
-
     @router.get("/audit-events", responses=problem_responses(401, 403, 404, 422))
     def list_audit_events(
         caller: Admin,
@@ -113,5 +103,22 @@ def build_router(*, access: AccessService) -> APIRouter:
             since=since,
             until=until,
         )
+
+    return router
+
+
+def build_sessions_router(*, access: AccessService) -> APIRouter:
+    """Sign-in: the one API route without a bearer (so without per-key idempotency)."""
+    router = APIRouter(prefix="/v1", tags=["access"])
+
+    @router.post(
+        "/sessions",
+        status_code=status.HTTP_201_CREATED,
+        responses=problem_responses(401, 422),
+    )
+    def sign_in(body: SessionCreate) -> SessionCreated:
+        """A treasurer signs in with a password and, when enrolled, a TOTP code; the answer's
+        `vzt_…` token authenticates like an API key until it expires."""
+        return access.sign_in(body.login, body.password, body.totp_code)
 
     return router

@@ -39,6 +39,7 @@ OWNED_BY_ORGANIZATION = {
     "subscriptions": "organization_id",
     "charges": "organization_id",
     "ledger_dues_months": "organization_id",
+    "refunds": "organization_id",
 }
 OWNED_BY_MEMBER = {"payment_methods": "member_id", "member_dues_plans": "member_id"}
 

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
 from core.clock import Clock
 from core.db import transaction
 from core.money import MoneyOut, format_kopecks
@@ -165,7 +166,11 @@ class RefundService:
             amount_kopecks=data.amount.kopecks if data.amount else None,
             currency=data.amount.currency if data.amount else None,
             reason=data.reason,
-            requested_by=f"api_key:{principal.api_key_id}",
+            requested_by=(
+                f"treasurer:{principal.treasurer_id}"
+                if principal.treasurer_id
+                else f"api_key:{principal.api_key_id}"
+            ),
             client_key=client_key,
             visible=principal.can_see,
         )
@@ -285,6 +290,15 @@ class RefundService:
                     next_check_at=now + next_check_delay(0),
                     checks=0,
                 )
+            )
+            audit.record(
+                session,
+                "refund.requested",
+                at=now,
+                organization_id=charge.organization_id,
+                subject_type="refund",
+                subject_id=refund_id,
+                details={"payment_id": str(charge.id), "amount_kopecks": kopecks},
             )
         log.info(
             "refund.requested",

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from core.db import transaction
 from core.outbox import EventType, emit
@@ -24,6 +25,10 @@ from members.dues.schemas import DuesPlanIn, ManualPaymentIn
 from members.schemas import MemberUpsert, OrganizationCreate
 from members.scopes import Scope
 from members.service import Principal
+from payments.charges.models import Charge, ChargeAttempt
+from payments.gateway.emulator.testing import complete_checkout
+from payments.history.service import PaymentFilter
+from payments.refunds.schemas import RefundCreate
 from payments.subscriptions.schemas import SubscriptionCreate
 from vznos.app import create_app
 from vznos.container import Container
@@ -107,6 +112,10 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         ("POST", "/v1/api-keys"): {"name": "k", "scopes": ["payments:read"]},
         ("POST", "/v1/api-keys/{key_id}/rotate"): {},
         ("POST", "/v1/members/{external_id}/links"): {"purpose": "manage"},
+        ("POST", "/v1/payments/{payment_id}/refunds"): {
+            "amount": {"value": "1.00", "currency": "RUB"},
+            "reason": "test",
+        },
     }
     if (method, path) in bodies:
         return bodies[(method, path)]
@@ -210,12 +219,55 @@ def make_object(world: World, param: str, path: str) -> str:
                     payload={},
                 )
             )
+    if param == "payment_id":
+        page = c.payments.list_for_member(
+            p, make_subscribed(world), where=PaymentFilter(), starting_after=None, limit=1
+        )
+        return str(page.data[0].id)
     if param == "key_id":
         return str(c.access.create_api_key("ppo", "target", ["payments:read"])[0])
     raise KeyError(param)
 
 
+def make_subscribed(world: World) -> str:
+    c, p = world.container, world.principal()
+    member = f"m-sub-{next(counter)}"
+    c.members.upsert(p, member, MemberUpsert(organization_code="ppo", full_name="Анна"))
+    c.subscriptions.start(p, member, SubscriptionCreate.model_validate(SUBSCRIPTION))
+    return member
+
+
+def make_refund(world: World) -> tuple[str, str]:
+    """A card payment that succeeded at the emulator, and a partial refund of it."""
+    c, p = world.container, world.principal()
+    member = f"m-paid-{next(counter)}"
+    c.members.upsert(p, member, MemberUpsert(organization_code="ppo", full_name="Анна"))
+    started = c.subscriptions.start(p, member, SubscriptionCreate.model_validate(SUBSCRIPTION))
+    assert started.confirmation_url
+    assert complete_checkout(started.confirmation_url).status_code == 303
+    with c.sessions() as session:
+        attempt_id = session.scalar(
+            select(ChargeAttempt.id)
+            .join(Charge, Charge.id == ChargeAttempt.charge_id)
+            .where(Charge.subscription_id == started.id)
+        )
+        charge_id = session.scalar(select(Charge.id).where(Charge.subscription_id == started.id))
+    assert attempt_id is not None and charge_id is not None
+    c.charges.resolve(attempt_id)
+    refund = c.refunds.request(
+        p,
+        charge_id,
+        RefundCreate.model_validate(
+            {"amount": {"value": "1.00", "currency": "RUB"}, "reason": "test"}
+        ),
+        client_key=f"refund-{next(counter)}",
+    )
+    return str(charge_id), str(refund.id)
+
+
 KNOWN_PARAMS = {
+    "payment_id",
+    "refund_id",
     "code",
     "organization_id",
     "period",
@@ -281,7 +333,13 @@ def world(app_container: Container, app_http: TestClient) -> Iterator[World]:
 
 def call(world: World, op: Operation, key: str | None, *, fresh: bool = False) -> Any:
     values = {}
+    if "refund_id" in op.params:
+        if "refund" not in world.objects or fresh:
+            world.objects["refund"] = ",".join(make_refund(world))
+        values["payment_id"], values["refund_id"] = world.objects["refund"].split(",")
     for param in op.params:
+        if param in values:
+            continue
         if param not in KNOWN_PARAMS:
             values[param] = str(uuid.uuid4()) if param.endswith("_id") else "x"
             continue
@@ -290,6 +348,8 @@ def call(world: World, op: Operation, key: str | None, *, fresh: bool = False) -
             world.objects[cache_key] = make_object(world, param, op.path)
         values[param] = world.objects[cache_key]
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if op.method == "POST":
+        headers["Idempotency-Key"] = str(uuid.uuid4())
     return world.http.request(
         op.method,
         op.path.format(**values),

@@ -32,6 +32,7 @@ MEMBER_OWNED = [
     "payment_methods",
     "member_dues_plans",
     "ledger_dues_months",
+    "refunds",
 ]
 
 
