@@ -50,6 +50,8 @@ def books(api_server: object, fed_key: str) -> httpx.Client:
     from core.serving import BackgroundServer
 
     assert isinstance(api_server, BackgroundServer)
+    from tests.conftest import with_idempotency_key
+
     return httpx.Client(
         base_url=api_server.url,
         headers={"Authorization": f"Bearer {fed_key}"},
