@@ -112,6 +112,10 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         ("POST", "/v1/api-keys"): {"name": "k", "scopes": ["payments:read"]},
         ("POST", "/v1/api-keys/{key_id}/rotate"): {},
         ("POST", "/v1/members/{external_id}/links"): {"purpose": "manage"},
+        ("PUT", "/v1/organizations/{code}/shop"): {
+            "shop_id": "777000",
+            "secret_key": "test_matrix_secret_key_000000",
+        },
         ("POST", "/v1/payments/{payment_id}/refunds"): {
             "amount": {"value": "1.00", "currency": "RUB"},
             "reason": "test",
