@@ -50,7 +50,6 @@ def books(api_server: object, fed_key: str) -> httpx.Client:
     from core.serving import BackgroundServer
 
     assert isinstance(api_server, BackgroundServer)
-    from tests.conftest import with_idempotency_key
 
     return httpx.Client(
         base_url=api_server.url,
