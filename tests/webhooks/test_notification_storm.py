@@ -89,7 +89,7 @@ def _members_sharing_one_card(
             session.add(clone)
     # The card the first member saved at checkout, as the emulator knows it.
     (initial,) = [p for p in emulator.state.payments() if p["description"] != DESCRIPTION]
-    return str(initial["payment_method"]["id"])
+    return str(initial["payment_method_id"])
 
 
 def drain_patiently(workers: Workers, rounds: int = 40) -> None:
@@ -138,7 +138,7 @@ def test_a_shuffled_storm_with_duplicates_and_stale_snapshots_settles_exactly(
             )
         ) == {"submitting"}
 
-    december = [p for p in emulator.state.payments() if p["description"] == "Взнос за 12.2026"]
+    december = [p["object"] for p in emulator.state.payments() if p["description"] == DESCRIPTION]
     assert len(december) == PAYMENTS
     pending = [p for p in december if p["status"] == "pending"]
     settle_later = {p["id"]: rng.choice(["succeeded", "issuer_unavailable"]) for p in pending[::2]}
@@ -207,7 +207,7 @@ def test_a_shuffled_storm_with_duplicates_and_stale_snapshots_settles_exactly(
         for b in distinct_first + second_distinct
     }
     truth = {
-        p["id"]: p for p in emulator.state.payments() if p["description"] == "Взнос за 12.2026"
+        p["id"]: p["object"] for p in emulator.state.payments() if p["description"] == DESCRIPTION
     }
     with container.sessions() as session:
         inbox = session.execute(
