@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     gateway_read_timeout_seconds: float = 30.0
     scheduler_interval_seconds: float = 30.0
     billing_batch_size: int = 500
+    precharge_notice_days: int = Field(
+        default=2,
+        ge=0,
+        le=27,
+        description="`charge.upcoming` is raised this many days before every automatic charge, "
+        "and the charge waits until they have passed.",
+    )
+    card_expiring_notice_days: int = Field(
+        default=10,
+        ge=0,
+        le=60,
+        description="`card.expiring` is raised this many days before the next charge when the "
+        "saved card expires before it.",
+    )
     # The resolver replays a create with the same key only while YooKassa still honours it.
     gateway_key_replay_limit_hours: float = 23.0
     pre_charge_notice_days: float = Field(

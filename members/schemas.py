@@ -12,7 +12,9 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictInt,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -72,12 +74,29 @@ class MemberUpsert(BaseModel):
     birth_date: Annotated[date | None, Field(description="Date of birth")] = None
     joined_on: Annotated[date | None, Field(description="First day of membership")] = None
     left_on: Annotated[date | None, Field(description="Last day of membership")] = None
+    paydays: Annotated[
+        list[Annotated[StrictInt, Field(ge=1, le=31)]] | None,
+        Field(
+            min_length=1,
+            max_length=31,
+            description="Days of the month wages are paid (31: the month's last day); a "
+            "declined card charge is retried the day after the next payday",
+            examples=[[10, 25]],
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _left_after_joined(self) -> MemberUpsert:
         if self.joined_on and self.left_on and self.left_on < self.joined_on:
             raise ValueError("left_on is before joined_on")
         return self
+
+    @field_validator("paydays")
+    @classmethod
+    def _distinct_days(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("paydays must be distinct days")
+        return sorted(value) if value is not None else None
 
 
 class MemberOut(BaseModel):
@@ -90,5 +109,6 @@ class MemberOut(BaseModel):
     birth_date: date | None
     joined_on: date | None
     left_on: date | None
+    paydays: list[int] | None = None
     created_at: datetime
     updated_at: datetime

@@ -104,6 +104,7 @@ def member_out(member: Member, org_code: str, personal: PersonalData) -> MemberO
         birth_date=personal.birth_date,
         joined_on=member.joined_on,
         left_on=member.left_on,
+        paydays=list(member.paydays) if member.paydays else None,
         created_at=member.created_at,
         updated_at=member.updated_at,
     )
@@ -349,6 +350,7 @@ class MemberService:
                     self._vault.write(session, member, personal)
                     member.joined_on = data.joined_on
                     member.left_on = data.left_on
+                    member.paydays = data.paydays
                     member.updated_at = now
                     session.flush()
                     out = member_out(member, org.code, personal)

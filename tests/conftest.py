@@ -191,6 +191,9 @@ def container(
     settings = Settings(
         broker_url=None,
         database_url=None,
+        # Most tests are not about the pre-charge notice: a charge goes out as soon as it is
+        # announced. tests/payments/test_recurring_engine.py runs with the real default.
+        precharge_notice_days=0,
         master_key=MASTER_KEY,
         blind_index_key=BLIND_INDEX_KEY,
         link_secret=LINK_SECRET,
@@ -371,6 +374,7 @@ def cli_env(database_url: str, emulator: EmulatorServer) -> dict[str, str]:
         "VZNOS_YOOKASSA_SECRET_KEY": SECRET_KEY,
         "VZNOS_YOOKASSA_API_URL": emulator.api_url,
         "VZNOS_BROKER_URL": "",
+        "VZNOS_PRECHARGE_NOTICE_DAYS": "0",
         "VZNOS_LOG_FORMAT": "json",
         "VZNOS_MASTER_KEY": MASTER_KEY,
         "VZNOS_BLIND_INDEX_KEY": BLIND_INDEX_KEY,

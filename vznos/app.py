@@ -14,6 +14,7 @@ from members.dues import endpoints as dues_endpoints
 from payments.history import endpoints as payments_endpoints
 from payments.pages import endpoints as pages_endpoints
 from payments.refunds import endpoints as refunds_endpoints
+from payments.retries import endpoints as retries_endpoints
 from payments.shops import endpoints as shops_endpoints
 from payments.standby import endpoints as standby_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
@@ -89,6 +90,7 @@ def create_app(container: Container) -> FastAPI:
         standby_endpoints.build_router(
             enrollment=container.standby, shortfalls=container.shortfalls
         ),
+        retries_endpoints.build_router(retry_policies=container.retry_policies),
         dues_endpoints.build_router(dues=container.dues, treasury=container.treasury),
         inbound_endpoints.build_router(inbox=container.inbox),
         outbound_endpoints.build_router(endpoints=container.webhook_endpoints),

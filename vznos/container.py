@@ -32,6 +32,7 @@ from payments.history.service import PaymentReads
 from payments.pages.links import LinkSigner
 from payments.pages.service import MemberPages
 from payments.refunds.service import TASK_RESOLVE_REFUND, TASK_SUBMIT_REFUND, RefundService
+from payments.retries.service import RetryPolicyService
 from payments.shops.directory import ShopDirectory
 from payments.shops.service import ShopService
 from payments.standby.enrollment import (
@@ -89,6 +90,7 @@ class Container:
     charges: ChargeService
     billing: BillingService
     subscriptions: SubscriptionService
+    retry_policies: RetryPolicyService
     payments: PaymentReads
     refunds: RefundService
     pages: MemberPages
@@ -250,7 +252,12 @@ def build_container(
         treasury=TreasuryService(sessions, clock),
         charges=charges,
         billing=BillingService(
-            sessions=sessions, clock=clock, queue=queue, batch_size=settings.billing_batch_size
+            sessions=sessions,
+            clock=clock,
+            queue=queue,
+            batch_size=settings.billing_batch_size,
+            notice_days=settings.precharge_notice_days,
+            expiring_notice_days=settings.card_expiring_notice_days,
         ),
         standby=standby,
         shortfalls=ShortfallService(
@@ -261,6 +268,7 @@ def build_container(
             refunds=refunds,
             batch_size=settings.billing_batch_size,
         ),
+        retry_policies=RetryPolicyService(sessions=sessions, clock=clock),
         payments=PaymentReads(sessions),
         refunds=refunds,
         subscriptions=subscriptions,

@@ -31,8 +31,10 @@ def tick(container: Container) -> bool:
             return False
         try:
             accrue_months(container)
+            container.subscriptions.resume_due()
             container.billing.run_due()
             container.shortfalls.charge_due()
+            container.billing.notify_expiring_cards()
             container.charges.sweep()
             container.refunds.sweep()
             container.standby.sweep()

@@ -101,3 +101,30 @@ def recent_charges(session: Session, subscription_id: uuid.UUID, limit: int) -> 
             .limit(limit)
         )
     )
+
+
+def claim_due_charges(session: Session, now: datetime, limit: int) -> list[Charge]:
+    """Open charges whose next attempt is due; concurrent runs each take different rows."""
+    return list(
+        session.scalars(
+            select(Charge)
+            .where(
+                Charge.status == ChargeStatus.PENDING,
+                Charge.next_attempt_at.is_not(None),
+                Charge.next_attempt_at <= now,
+            )
+            .order_by(Charge.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def attempts_of(session: Session, charge_id: uuid.UUID) -> list[ChargeAttempt]:
+    return list(
+        session.scalars(
+            select(ChargeAttempt)
+            .where(ChargeAttempt.charge_id == charge_id)
+            .order_by(ChargeAttempt.attempt_no)
+        )
+    )

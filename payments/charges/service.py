@@ -27,7 +27,7 @@ from core.db import transaction
 from core.faults import FaultPoints
 from core.money import MoneyOut, format_kopecks
 from core.outbox import EventType, emit
-from core.periods import DEFAULT_TIMEZONE, format_period
+from core.periods import DEFAULT_TIMEZONE, format_period, local_date, next_period, period_start
 from core.queue import TaskQueue
 from ledger.service import post_card_payment
 from members.models import Member, Organization
@@ -51,6 +51,8 @@ from payments.gateway.port import (
     GatewayUnknownOutcome,
     SavedCard,
 )
+from payments.retries.policy import NOT_CREATED, Action, RetryPolicy, next_retry_at
+from payments.retries.service import effective_policy
 from payments.subscriptions.models import TOKEN_INDEX, PaymentMethod, Subscription
 from payments.subscriptions.states import LIVE_STATUSES, Cause, SubscriptionStatus, move
 
@@ -80,7 +82,12 @@ CHECK_JITTER_FRACTION = 0.25
 KEY_LIFETIME = timedelta(hours=24)
 # Our clock and the gateway's may disagree a little: search the payment list from a bit earlier.
 LIST_SEARCH_SLACK = timedelta(minutes=10)
-NOT_CREATED_REASON = "not_created"
+NOT_CREATED_REASON = NOT_CREATED
+
+# A saved card that cannot be charged again takes the subscription to needs_payment_method.
+CARD_DEAD_FROM = frozenset(
+    {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.STANDBY}
+)
 
 _GATEWAY_STATUS = {
     "pending": AttemptStatus.PENDING,
@@ -438,7 +445,7 @@ class ChargeService:
             attempt.cancellation_party = "merchant"
             attempt.cancellation_reason = NOT_CREATED_REASON
             attempt.last_error = "never created at the gateway (key expired, not in its list)"
-            self._fail_charge(charge, subscription, NOT_CREATED_REASON, now)
+            self._declined(attempt, charge, subscription, NOT_CREATED_REASON, now)
         log.warning("charge_attempt.never_created", attempt_id=str(attempt_id))
 
     def refresh(self, attempt_id: uuid.UUID, payment_id: str) -> bool:
@@ -526,6 +533,7 @@ class ChargeService:
     ) -> None:
         charge.status = charge_transition(ChargeStatus(charge.status), ChargeStatus.SUCCEEDED)
         charge.settled_at = now
+        charge.next_attempt_at = None
         if payment.payment_method is not None and payment.payment_method.saved:
             method = save_card(
                 session,
@@ -597,23 +605,107 @@ class ChargeService:
     ) -> None:
         attempt.cancellation_party = payment.cancellation_party
         attempt.cancellation_reason = payment.cancellation_reason
-        self._fail_charge(charge, subscription, payment.cancellation_reason or "canceled", now)
-        log.info(
-            "charge.failed",
-            charge_id=str(charge.id),
-            attempt_id=str(attempt.id),
-            reason=payment.cancellation_reason,
-        )
+        self._declined(attempt, charge, subscription, payment.cancellation_reason, now)
+
+    def _declined(
+        self,
+        attempt: ChargeAttempt,
+        charge: Charge,
+        subscription: Subscription,
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        """The attempt is over at the gateway (`canceled`). The organisation's retry policy
+        decides by the decline reason: schedule a new attempt (a new key, made by the
+        scheduler when due) while retries and the month remain, stop and ask for a new card,
+        or give up on the month."""
+        session = object_session(charge)
+        assert session is not None
+        reason_text = reason or "canceled"
+        if charge.kind == ChargeKind.INITIAL or charge.kind in SELF_SERVICE_KINDS:
+            # The member is on the acquirer's page: they see the decline and try again there.
+            attempt.decision = Action.STOP
+            self.fail_charge(charge, subscription, reason_text, now)
+            return
+        policy, _ = effective_policy(session, charge.organization_id)
+        rule = policy.rule_for(reason)
+        log_fields = {"charge_id": str(charge.id), "attempt_id": str(attempt.id), "reason": reason}
+        if rule.action == Action.NEW_CARD:
+            attempt.decision = Action.NEW_CARD
+            self.fail_charge(charge, subscription, reason_text, now, card_dead=True)
+            log.info("charge.failed_card_dead", **log_fields)
+            return
+        if rule.action == Action.RETRY:
+            retry_at = self._retry_time(session, charge, attempt, policy, rule.max_retries, now)
+            if retry_at is not None:
+                attempt.decision = Action.RETRY
+                charge.next_attempt_at = retry_at
+                charge.failure_reason = reason_text[:64]
+                if subscription.status == SubscriptionStatus.ACTIVE:
+                    move(
+                        subscription,
+                        SubscriptionStatus.PAST_DUE,
+                        now,
+                        Cause.CHARGE_DECLINED,
+                        reason=reason_text,
+                    )
+                log.info("charge.retry_scheduled", retry_at=retry_at.isoformat(), **log_fields)
+                return
+        attempt.decision = Action.STOP
+        self.fail_charge(charge, subscription, reason_text, now)
+        log.info("charge.failed", **log_fields)
 
     @staticmethod
-    def _fail_charge(
-        charge: Charge, subscription: Subscription, reason: str, now: datetime
+    def _retry_time(
+        session: Session,
+        charge: Charge,
+        attempt: ChargeAttempt,
+        policy: RetryPolicy,
+        max_retries: int,
+        now: datetime,
+    ) -> datetime | None:
+        """When the next attempt is due, or None when no retry is left inside the month."""
+        attempts = list(
+            session.scalars(
+                select(ChargeAttempt)
+                .where(ChargeAttempt.charge_id == charge.id)
+                .order_by(ChargeAttempt.attempt_no)
+            )
+        )
+        # Every attempt after the first was a retry (this one included).
+        retries_made = max(len(attempts), attempt.attempt_no) - 1
+        if retries_made >= max_retries:
+            return None
+        timezone = _timezone_of(session, charge.organization_id)
+        first_declined = attempts[0].settled_at if attempts else None
+        member = session.get(Member, charge.member_id)
+        retry_at = next_retry_at(
+            policy,
+            retry_no=retries_made + 1,
+            first_declined_on=local_date(first_declined or now, timezone),
+            last_declined_on=local_date(now, timezone),
+            paydays=list(member.paydays) if member is not None and member.paydays else None,
+            timezone=timezone,
+        )
+        until = charge.retry_until or period_start(next_period(charge.period_month), timezone)
+        return retry_at if retry_at < until else None
+
+    @staticmethod
+    def fail_charge(
+        charge: Charge,
+        subscription: Subscription,
+        reason: str,
+        now: datetime,
+        *,
+        card_dead: bool = False,
     ) -> None:
-        # Retries by decline reason come with the recurring engine; today a decline ends the
-        # month's charge and flags the subscription.
+        """The month's charge is over without a payment. A dead card moves the subscription to
+        `needs_payment_method` (the event asks the member for a new card); any other decline
+        leaves it past due, to be charged again next month."""
         charge.status = charge_transition(ChargeStatus(charge.status), ChargeStatus.FAILED)
         charge.settled_at = now
         charge.failure_reason = reason[:64]
+        charge.next_attempt_at = None
         session = object_session(charge)
         if session is not None:
             _emit_payment(
@@ -629,7 +721,8 @@ class ChargeService:
             # The member's own card change or overdue payment failed or was abandoned: the
             # subscription, its card and its months stay exactly as they were.
             return
-        if subscription.status == SubscriptionStatus.PENDING_CONFIRMATION:
+        status = SubscriptionStatus(subscription.status)
+        if status == SubscriptionStatus.PENDING_CONFIRMATION:
             move(
                 subscription,
                 SubscriptionStatus.CANCELED,
@@ -637,7 +730,15 @@ class ChargeService:
                 Cause.FIRST_PAYMENT_FAILED,
                 reason=reason,
             )
-        elif subscription.status == SubscriptionStatus.ACTIVE:
+        elif card_dead and status in CARD_DEAD_FROM:
+            move(
+                subscription,
+                SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+                now,
+                Cause.CARD_EXPIRED if reason == "card_expired" else Cause.CARD_DECLINED,
+                reason=reason,
+            )
+        elif status == SubscriptionStatus.ACTIVE:
             move(
                 subscription, SubscriptionStatus.PAST_DUE, now, Cause.CHARGE_DECLINED, reason=reason
             )
@@ -657,7 +758,8 @@ class ChargeService:
             attempt.cancellation_party = "merchant"
             attempt.cancellation_reason = f"rejected_{exc.status}"
             attempt.last_error = str(exc)[:500]
-            self._fail_charge(charge, subscription, f"gateway_rejected:{exc.code}", now)
+            attempt.decision = Action.STOP
+            self.fail_charge(charge, subscription, f"gateway_rejected:{exc.code}", now)
         log.error("charge_attempt.rejected", attempt_id=str(attempt_id), code=exc.code)
 
     def _note_unknown(

@@ -16,6 +16,9 @@ class ChargeStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Withdrawn before any attempt: the subscription was paused, canceled or lost its card
+    # between the pre-charge notice and the charge.
+    CANCELED = "canceled"
 
 
 class ChargeKind(StrEnum):
@@ -42,9 +45,12 @@ class AttemptStatus(StrEnum):
 TERMINAL_ATTEMPT_STATUSES = frozenset({AttemptStatus.SUCCEEDED, AttemptStatus.CANCELED})
 
 CHARGE_TRANSITIONS: dict[ChargeStatus, frozenset[ChargeStatus]] = {
-    ChargeStatus.PENDING: frozenset({ChargeStatus.SUCCEEDED, ChargeStatus.FAILED}),
+    ChargeStatus.PENDING: frozenset(
+        {ChargeStatus.SUCCEEDED, ChargeStatus.FAILED, ChargeStatus.CANCELED}
+    ),
     ChargeStatus.SUCCEEDED: frozenset(),
     ChargeStatus.FAILED: frozenset(),
+    ChargeStatus.CANCELED: frozenset(),
 }
 
 ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {

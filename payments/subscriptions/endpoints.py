@@ -12,8 +12,16 @@ from members.endpoints import ExternalId
 from members.scopes import Scope
 from members.service import Principal
 from payments.subscriptions.erasure import ErasureService
-from payments.subscriptions.schemas import MemberErasureOut, SubscriptionCreate, SubscriptionOut
+from payments.subscriptions.schemas import (
+    CancelIn,
+    MemberErasureOut,
+    PauseIn,
+    SubscriptionChange,
+    SubscriptionCreate,
+    SubscriptionOut,
+)
 from payments.subscriptions.service import SubscriptionService
+from payments.subscriptions.states import Cause
 
 SubscriptionsWriter = Annotated[Principal, Depends(require(Scope.SUBSCRIPTIONS_WRITE))]
 SubscriptionsReader = Annotated[
@@ -44,14 +52,45 @@ def build_router(*, subscriptions: SubscriptionService) -> APIRouter:
     ) -> SubscriptionOut:
         return subscriptions.get(caller, subscription_id)
 
+    @router.patch(
+        "/subscriptions/{subscription_id}", responses=problem_responses(401, 404, 409, 422)
+    )
+    def change_subscription(
+        subscription_id: uuid.UUID, body: SubscriptionChange, caller: SubscriptionsWriter
+    ) -> SubscriptionOut:
+        """Change the monthly amount from a month on (this month or later, not yet charged or
+        announced). Sending the same change again changes nothing."""
+        return subscriptions.change_amount(caller, subscription_id, body)
+
     @router.post(
         "/subscriptions/{subscription_id}/cancel", responses=problem_responses(401, 403, 404, 422)
     )
     def cancel_subscription(
+        subscription_id: uuid.UUID, caller: SubscriptionsWriter, body: CancelIn | None = None
+    ) -> SubscriptionOut:
+        """Stop auto-pay at once. Canceling again changes nothing (200, not an error)."""
+        cause = Cause(body.cause) if body is not None else Cause.BY_CRM
+        return subscriptions.cancel(caller, subscription_id, cause)
+
+    @router.post(
+        "/subscriptions/{subscription_id}/pause", responses=problem_responses(401, 404, 409, 422)
+    )
+    def pause_subscription(
+        subscription_id: uuid.UUID, body: PauseIn, caller: SubscriptionsWriter
+    ) -> SubscriptionOut:
+        """Pause auto-pay (leave, exemption): nothing is charged until `resume_on` (the
+        scheduler resumes it that day) or until resumed. Pausing again moves the date."""
+        return subscriptions.pause(caller, subscription_id, body.resume_on)
+
+    @router.post(
+        "/subscriptions/{subscription_id}/resume", responses=problem_responses(401, 404, 409, 422)
+    )
+    def resume_subscription(
         subscription_id: uuid.UUID, caller: SubscriptionsWriter
     ) -> SubscriptionOut:
-        """Stop auto-pay at once. Canceling again changes nothing."""
-        return subscriptions.cancel(caller, subscription_id)
+        """Resume a paused subscription to the status it was paused from. Resuming one that is
+        not paused changes nothing."""
+        return subscriptions.resume(caller, subscription_id)
 
     return router
 

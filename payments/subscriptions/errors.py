@@ -26,3 +26,13 @@ class SubscriptionNotLive(Conflict):
 class NothingOverdue(Conflict):
     type_slug = "nothing-overdue"
     title = "Nothing is overdue"
+
+
+class InvalidChange(InvalidInput):
+    type_slug = "invalid-subscription-change"
+    title = "Invalid subscription change"
+
+
+class SubscriptionStateConflict(Conflict):
+    type_slug = "subscription-state-conflict"
+    title = "The subscription's status does not allow this"

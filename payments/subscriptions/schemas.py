@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -62,12 +62,74 @@ class CardOut(BaseModel):
     expiry_year: int | None
 
 
+class AttemptOut(BaseModel):
+    attempt_no: int
+    status: Annotated[str, Field(description="created, submitting, pending, succeeded, canceled")]
+    reason: Annotated[str | None, Field(description="The gateway's decline reason")]
+    decision: Annotated[
+        str | None,
+        Field(description="What the retry policy decided after a decline: retry, new_card, stop"),
+    ]
+    created_at: datetime
+    settled_at: datetime | None
+
+
 class LastChargeOut(BaseModel):
     period: Annotated[str, Field(examples=["2026-12"])]
-    status: str
+    status: Annotated[str, Field(description="pending, succeeded, failed, canceled (withdrawn)")]
     amount: MoneyOut
     failure_reason: str | None
     settled_at: datetime | None
+    upcoming_notice_at: Annotated[
+        datetime | None, Field(description="When charge.upcoming told the member")
+    ] = None
+    next_attempt_at: Annotated[
+        datetime | None, Field(description="When the next attempt (first or retry) is due")
+    ] = None
+    retry_until: Annotated[
+        datetime | None, Field(description="No retry after this (the month's end)")
+    ] = None
+    attempts: Annotated[
+        list[AttemptOut], Field(description="Every attempt at the gateway, with its reason")
+    ] = []
+
+
+class AmountChangeOut(BaseModel):
+    effective_from: Annotated[str, Field(examples=["2027-01"])]
+    amount: MoneyOut
+
+
+class SubscriptionChange(BaseModel):
+    """A new monthly amount from a month on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: MoneyIn
+    effective_from: Annotated[
+        str,
+        StringConstraints(pattern=r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"),
+        Field(description="First month charged the new amount", examples=["2027-01"]),
+    ]
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resume_on: Annotated[
+        date | None,
+        Field(description="The day it resumes by itself; null: until resumed through the API"),
+    ] = None
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cause: Annotated[
+        Literal["by_crm", "by_member", "membership_ended"],
+        Field(
+            description="Why: the CRM's decision, the member's request, or the end of membership"
+        ),
+    ] = "by_crm"
 
 
 class StatusChangeOut(BaseModel):
@@ -112,6 +174,16 @@ class SubscriptionOut(BaseModel):
     activated_at: datetime | None
     canceled_at: datetime | None
     cancel_cause: str | None
+    next_attempt_at: Annotated[
+        datetime | None,
+        Field(description="When the next attempt at the gateway is due (first one or a retry)"),
+    ] = None
+    next_charge_amount: Annotated[
+        MoneyOut | None, Field(description="The amount of the next charge")
+    ] = None
+    amount_changes: Annotated[
+        list[AmountChangeOut], Field(description="Amount changes from the CRM, by month")
+    ] = []
     paused_until: Annotated[
         date | None, Field(description="While paused: the day it resumes (null: until resumed)")
     ] = None

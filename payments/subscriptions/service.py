@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -15,7 +15,16 @@ from core import audit
 from core.clock import Clock
 from core.db import transaction
 from core.money import MoneyOut
-from core.periods import billing_date, format_period, next_period, period_of, period_start
+from core.outbox import EventType, emit
+from core.periods import (
+    billing_date,
+    format_period,
+    local_date,
+    next_period,
+    parse_period,
+    period_of,
+    period_start,
+)
 from ledger.service import post_dues_accrual
 from members.consents import ConsentEvidence, record_consent
 from members.models import Member, Organization
@@ -30,26 +39,39 @@ from payments.standby.models import CardBinding
 from payments.standby.states import BindingStatus
 from payments.subscriptions.errors import (
     AmountOutOfRange,
+    InvalidChange,
     LiveSubscriptionExists,
     NothingOverdue,
     SubscriptionNotFound,
     SubscriptionNotLive,
+    SubscriptionStateConflict,
 )
-from payments.subscriptions.models import PaymentMethod, Subscription, SubscriptionStatusChange
+from payments.subscriptions.models import (
+    PaymentMethod,
+    Subscription,
+    SubscriptionAmountChange,
+    SubscriptionStatusChange,
+)
+from payments.subscriptions.repository import amount_changes, amount_for_period
 from payments.subscriptions.schemas import (
+    AmountChangeOut,
+    AttemptOut,
     CardOut,
     LastChargeOut,
     StatusChangeOut,
+    SubscriptionChange,
     SubscriptionCreate,
     SubscriptionOut,
 )
 from payments.subscriptions.states import (
     CHARGEABLE_STATUSES,
     LIVE_STATUSES,
+    PAUSABLE_STATUSES,
     Cause,
     SubscriptionStatus,
     move,
     record_created,
+    resume_target,
 )
 
 log = structlog.get_logger("payments.subscriptions")
@@ -221,12 +243,17 @@ class SubscriptionService:
             subscription, member = self._visible(session, principal, subscription_id)
             return self._view(session, subscription, member)
 
-    def cancel(self, principal: Principal, subscription_id: uuid.UUID) -> SubscriptionOut:
+    def cancel(
+        self,
+        principal: Principal,
+        subscription_id: uuid.UUID,
+        cause: Cause = Cause.BY_CRM,
+    ) -> SubscriptionOut:
         """Stop auto-pay. Canceling a canceled subscription changes nothing and is not an error."""
         now = self._clock.now()
         with transaction(self._sessions) as session:
             subscription, _ = self._visible(session, principal, subscription_id, for_update=True)
-            if move(subscription, SubscriptionStatus.CANCELED, now, Cause.BY_CRM):
+            if move(subscription, SubscriptionStatus.CANCELED, now, cause):
                 log.info("subscription.canceled", subscription_id=str(subscription_id))
                 audit.record(
                     session,
@@ -390,6 +417,163 @@ class SubscriptionService:
         assert org is not None
         return period_of(self._clock.now(), org.timezone)
 
+    def pause(
+        self, principal: Principal, subscription_id: uuid.UUID, resume_on: date | None
+    ) -> SubscriptionOut:
+        """Pause (leave, exemption) until `resume_on`, or until resumed. Pausing a paused
+        subscription again only moves its resume date."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            subscription, _ = self._visible(session, principal, subscription_id, for_update=True)
+            today = local_date(now, _timezone(session, subscription))
+            if resume_on is not None and resume_on <= today:
+                raise InvalidChange(
+                    f"resume_on must be after today ({today.isoformat()})", field="resume_on"
+                )
+            status = SubscriptionStatus(subscription.status)
+            if status == SubscriptionStatus.PAUSED:
+                subscription.paused_until = resume_on
+            elif status in PAUSABLE_STATUSES:
+                move(
+                    subscription,
+                    SubscriptionStatus.PAUSED,
+                    now,
+                    Cause.PAUSED_BY_CRM,
+                    resume_on=resume_on,
+                )
+            else:
+                raise SubscriptionStateConflict(
+                    f"a {status} subscription cannot be paused", field="subscription_id"
+                )
+        log.info("subscription.paused", subscription_id=str(subscription_id))
+        return self.get(principal, subscription_id)
+
+    def resume(self, principal: Principal, subscription_id: uuid.UUID) -> SubscriptionOut:
+        """Resume a paused subscription to where it was. A live one that is not paused is
+        left as it is (idempotent); a canceled one cannot be resumed."""
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            subscription, _ = self._visible(session, principal, subscription_id, for_update=True)
+            status = SubscriptionStatus(subscription.status)
+            if status == SubscriptionStatus.PAUSED:
+                move(subscription, resume_target(subscription), now, Cause.RESUMED_BY_CRM)
+            elif status == SubscriptionStatus.CANCELED:
+                raise SubscriptionStateConflict(
+                    "a canceled subscription cannot be resumed; start a new one",
+                    field="subscription_id",
+                )
+        return self.get(principal, subscription_id)
+
+    def resume_due(self, batch_size: int = 500) -> int:
+        """The scheduler: resume every paused subscription whose resume date has come in its
+        organisation's zone."""
+        now = self._clock.now()
+        resumed = 0
+        with transaction(self._sessions) as session:
+            rows = session.execute(
+                select(Subscription, Organization.timezone)
+                .join(Organization, Organization.id == Subscription.organization_id)
+                .where(
+                    Subscription.status == SubscriptionStatus.PAUSED,
+                    Subscription.paused_until.is_not(None),
+                    # Coarse in SQL (the earliest zone is at most a day ahead), exact below.
+                    Subscription.paused_until <= now.date() + timedelta(days=1),
+                )
+                .limit(batch_size)
+                .with_for_update(of=Subscription, skip_locked=True)
+            ).all()
+            for subscription, timezone in rows:
+                assert subscription.paused_until is not None
+                if subscription.paused_until > local_date(now, timezone):
+                    continue
+                move(subscription, resume_target(subscription), now, Cause.RESUME_DATE_REACHED)
+                resumed += 1
+        if resumed:
+            log.info("subscriptions.resumed", count=resumed)
+        return resumed
+
+    def change_amount(
+        self, principal: Principal, subscription_id: uuid.UUID, data: SubscriptionChange
+    ) -> SubscriptionOut:
+        """From a month on, charge another amount. Setting the same amount for the same month
+        again changes nothing. A month already charged (or announced) cannot change."""
+        amount = data.amount.kopecks
+        if not MIN_CARD_KOPECKS <= amount <= MAX_CARD_KOPECKS:
+            raise AmountOutOfRange(
+                "a card payment must be between 1.00 and 350000.00 RUB", field="amount.value"
+            )
+        effective_from = parse_period(data.effective_from)
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            subscription, member = self._visible(
+                session, principal, subscription_id, for_update=True
+            )
+            if subscription.status == SubscriptionStatus.CANCELED:
+                raise SubscriptionStateConflict(
+                    "a canceled subscription cannot change", field="subscription_id"
+                )
+            if data.amount.currency != subscription.currency:
+                raise InvalidChange(
+                    f"the subscription is in {subscription.currency}", field="amount.currency"
+                )
+            current = period_of(now, _timezone(session, subscription))
+            if effective_from < current:
+                raise InvalidChange(
+                    f"effective_from must be {format_period(current)} or later",
+                    field="effective_from",
+                )
+            existing = session.scalar(
+                select(SubscriptionAmountChange).where(
+                    SubscriptionAmountChange.subscription_id == subscription.id,
+                    SubscriptionAmountChange.effective_from == effective_from,
+                )
+            )
+            if existing is not None and existing.amount_kopecks == amount:
+                return self._view(session, subscription, member)
+            charged = session.scalar(
+                select(Charge.period_month)
+                .where(
+                    Charge.subscription_id == subscription.id,
+                    Charge.period_month >= effective_from,
+                    Charge.status != ChargeStatus.CANCELED,
+                )
+                .limit(1)
+            )
+            if charged is not None:
+                raise SubscriptionStateConflict(
+                    f"{format_period(charged)} is already charged or announced; "
+                    "choose a later month",
+                    field="effective_from",
+                )
+            if existing is None:
+                session.add(
+                    SubscriptionAmountChange(
+                        id=uuid.uuid4(),
+                        subscription_id=subscription.id,
+                        effective_from=effective_from,
+                        amount_kopecks=amount,
+                        created_at=now,
+                    )
+                )
+            else:
+                existing.amount_kopecks = amount
+            emit(
+                session,
+                type=EventType.SUBSCRIPTION_CHANGED,
+                organization_id=subscription.organization_id,
+                occurred_at=now,
+                payload={
+                    "subscription_id": str(subscription.id),
+                    "member_id": str(subscription.member_id),
+                    "member_external_id": member.external_id,
+                    "amount": MoneyOut.of(amount, subscription.currency).model_dump(),
+                    "effective_from": format_period(effective_from),
+                },
+            )
+            session.flush()
+            log.info("subscription.amount_changed", subscription_id=str(subscription_id))
+            return self._view(session, subscription, member)
+
     @staticmethod
     def _visible(
         session: Session,
@@ -430,9 +614,19 @@ class SubscriptionService:
                 )
             )
         next_charge = None
-        if subscription.status in CHARGEABLE_STATUSES and subscription.billing_day:
+        next_attempt_at = latest.next_attempt_at if latest is not None else None
+        if next_attempt_at is not None:
+            next_charge = local_date(next_attempt_at, org.timezone)
+        elif subscription.status in CHARGEABLE_STATUSES and subscription.billing_day:
             upcoming = next_period(latest.period_month) if latest else subscription.start_period
             next_charge = billing_date(upcoming, subscription.billing_day)
+        next_amount_period = (
+            latest.period_month
+            if latest is not None and latest.status == ChargeStatus.PENDING
+            else next_period(latest.period_month)
+            if latest is not None
+            else subscription.start_period
+        )
         return SubscriptionOut(
             id=subscription.id,
             member_external_id=member.external_id,
@@ -464,6 +658,20 @@ class SubscriptionService:
                     amount=MoneyOut.of(latest.amount_kopecks, latest.currency),
                     failure_reason=latest.failure_reason,
                     settled_at=latest.settled_at,
+                    upcoming_notice_at=latest.upcoming_notice_at,
+                    next_attempt_at=latest.next_attempt_at,
+                    retry_until=latest.retry_until,
+                    attempts=[
+                        AttemptOut(
+                            attempt_no=attempt.attempt_no,
+                            status=attempt.status,
+                            reason=attempt.cancellation_reason,
+                            decision=attempt.decision,
+                            created_at=attempt.created_at,
+                            settled_at=attempt.settled_at,
+                        )
+                        for attempt in charges_repository.attempts_of(session, latest.id)
+                    ],
                 )
                 if latest
                 else None
@@ -473,6 +681,22 @@ class SubscriptionService:
             canceled_at=subscription.canceled_at,
             cancel_cause=subscription.cancel_cause,
             paused_until=subscription.paused_until,
+            next_attempt_at=next_attempt_at,
+            next_charge_amount=(
+                MoneyOut.of(
+                    amount_for_period(session, subscription, next_amount_period),
+                    subscription.currency,
+                )
+                if subscription.status != SubscriptionStatus.CANCELED
+                else None
+            ),
+            amount_changes=[
+                AmountChangeOut(
+                    effective_from=format_period(change.effective_from),
+                    amount=MoneyOut.of(change.amount_kopecks, subscription.currency),
+                )
+                for change in amount_changes(session, subscription)
+            ],
             status_history=[
                 StatusChangeOut(
                     previous_status=change.previous_status,
@@ -509,6 +733,12 @@ def _latest_subscription(
     if for_update:
         query = query.with_for_update()
     return session.scalar(query)
+
+
+def _timezone(session: Session, subscription: Subscription) -> str:
+    org = session.get(Organization, subscription.organization_id)
+    assert org is not None
+    return org.timezone
 
 
 def _paid_by_card(session: Session, member_id: uuid.UUID, period: date) -> bool:

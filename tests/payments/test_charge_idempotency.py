@@ -180,7 +180,7 @@ def test_a_stale_status_after_success_changes_nothing(
     assert ledger_payment_entries(container) == 2
 
 
-def test_a_declined_autopayment_fails_the_month_and_flags_the_subscription(
+def test_a_declined_autopayment_flags_the_subscription_and_schedules_a_retry(
     container: Container,
     emulator: EmulatorServer,
     principal: Principal,
@@ -195,7 +195,8 @@ def test_a_declined_autopayment_fails_the_month_and_flags_the_subscription(
     after = container.subscriptions.get(principal, subscription.id)
     assert after.status == "past_due"
     assert after.last_charge is not None
-    assert after.last_charge.status == "failed"
+    assert after.last_charge.status == "pending"  # insufficient_funds is retried in the month
     assert after.last_charge.failure_reason == "insufficient_funds"
+    assert after.last_charge.next_attempt_at is not None
     assert ledger_payment_entries(container) == 1
     assert emulator.state.payments()[-1]["shop_id"] == SHOP_ID

@@ -45,15 +45,17 @@ PAYLOADS: dict[EventType, str] = {
         "effective_from (YYYY-MM) — the monthly amount changes from that month"
     ),
     EventType.CHARGE_UPCOMING: (
-        "subscription_id, member_id, member_external_id, period, amount {value, currency}, "
-        "charge_on (date), shortfall_id (a payroll shortfall charge)"
+        "charge_id, subscription_id, member_id, member_external_id, period, "
+        "amount {value, currency}, charge_on (date), charge_not_before, shortfall_id (a payroll "
+        "shortfall charge) — raised before every automatic charge; the charge waits for it"
     ),
     EventType.PAYMENT_SUCCEEDED: _PAYMENT + ", status = succeeded",
     EventType.PAYMENT_FAILED: _PAYMENT + ", status = failed, reason (the decline reason)",
     EventType.PAYMENT_REFUNDED: _PAYMENT
     + ", refund_id, refunded {value, currency} (this refund), refunded_total {value, currency}",
     EventType.CARD_EXPIRING: (
-        "subscription_id, member_id, member_external_id, card {last4, expiry_month, expiry_year}"
+        "subscription_id, member_id, member_external_id, card {last4, expiry_month, expiry_year},"
+        " next_charge_on — once per card that expires before the next charge"
     ),
     EventType.MEMBER_ARREARS_CHANGED: (
         "member_id, member_external_id, arrears {value, currency}, months_in_arrears"
@@ -80,6 +82,9 @@ EMITTED: frozenset[EventType] = frozenset(
         EventType.SUBSCRIPTION_PAUSED,
         EventType.SUBSCRIPTION_RESUMED,
         EventType.SUBSCRIPTION_STANDBY,
+        EventType.SUBSCRIPTION_CHANGED,
+        EventType.CHARGE_UPCOMING,
+        EventType.CARD_EXPIRING,
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_FAILED,
         EventType.PAYMENT_REFUNDED,

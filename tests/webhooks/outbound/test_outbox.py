@@ -63,7 +63,7 @@ def test_subscribing_paying_declining_and_canceling_emit_thin_events(
         )
         session.add(charge)
         session.flush()
-        ChargeService._fail_charge(charge, subscription, "insufficient_funds", now)
+        ChargeService.fail_charge(charge, subscription, "insufficient_funds", now)
     container.subscriptions.cancel(principal, subscription_id)
 
     events = _events(container)
