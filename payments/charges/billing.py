@@ -309,6 +309,13 @@ class BillingService:
             charge.failure_reason = f"subscription_{subscription.status}"
             log.info("charge.withdrawn", charge_id=str(charge.id), status=subscription.status)
             return None
+        if previous is not None and charge.retry_until is not None and now >= charge.retry_until:
+            # The month is over: no retry reaches into the next one.
+            ChargeService.fail_charge(
+                charge, subscription, charge.failure_reason or "month_ended", now
+            )
+            log.info("charge.month_ended", charge_id=str(charge.id))
+            return None
         timezone = _timezone(session, charge.organization_id)
         if card_expired_on(method, local_date(now, timezone)):
             ChargeService.fail_charge(charge, subscription, "card_expired", now, card_dead=True)

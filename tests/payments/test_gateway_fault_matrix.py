@@ -96,8 +96,11 @@ CASES = [
     Case("pending_then_canceled", outcome("pending"), "canceled", "insufficient_funds",
          settle_pending_as="insufficient_funds"),
     Case("declined", outcome("insufficient_funds"), "canceled", "insufficient_funds"),
+    # A decline the retry policy neither retries nor blames on the card, so that every case's
+    # subscription is billed again next run.
     Case("500_twice_then_declined", both(fault("error_before", times=2),
-                                         outcome("card_expired")), "canceled", "card_expired"),
+                                         outcome("payment_method_limit_exceeded")), "canceled",
+         "payment_method_limit_exceeded"),
     Case("key_expired_payment_made", fault("drop_after"), "succeeded", resolver_late_hours=23.5),
     Case("key_expired_nothing_made", fault("error_before"), "canceled", NOT_CREATED_REASON,
          resolver_late_hours=23.5),

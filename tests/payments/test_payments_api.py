@@ -30,11 +30,13 @@ def history(
     clock: ManualClock,
     subscribe: Subscribe,
 ) -> list[str]:
-    """November paid at checkout, December paid, January declined, February paid: the
-    payment ids, oldest first."""
+    """November paid at checkout, December paid, January declined (for a reason not retried
+    inside the month), February paid: the payment ids, oldest first."""
     subscribe("m-1")
     token = saved_card_token(container)
-    emulator.state.script_outcomes(token, ["succeeded", "insufficient_funds", "succeeded"])
+    emulator.state.script_outcomes(
+        token, ["succeeded", "payment_method_limit_exceeded", "succeeded"]
+    )
     for month in MONTHS:
         clock.advance(timedelta(days=1))
         assert container.billing.run(month).charges_created == 1
@@ -89,8 +91,8 @@ def test_a_payment_shows_amount_card_attempts_and_refunds(
 
     declined = client.get(f"/v1/payments/{history[2]}").json()
     assert declined["status"] == "failed"
-    assert declined["decline_reason"] == "insufficient_funds"
-    assert declined["attempts"][0]["reason"] == "insufficient_funds"
+    assert declined["decline_reason"] == "payment_method_limit_exceeded"
+    assert declined["attempts"][0]["reason"] == "payment_method_limit_exceeded"
     assert declined["refundable"]["value"] == "0.00"
 
 

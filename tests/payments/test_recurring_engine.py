@@ -391,3 +391,18 @@ def test_an_expired_card_is_not_charged_at_all(
     assert view.status_history[-1].cause == "card_expired"
     with container.engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM charges")) == 1  # the first only
+
+
+def test_a_retry_due_in_a_month_that_has_ended_fails_the_charge_instead(
+    container: Container, clock: ManualClock, emulator: EmulatorServer, subscribe: Subscribe
+) -> None:
+    subscribe()
+    emulator.state.script_outcomes(saved_method(emulator), ["insufficient_funds"])
+    clock.set(msk(2026, 12, 30))
+    container.billing.run(DECEMBER)
+    submit_created(container)
+    assert december(container).next_attempt_at == msk(2026, 12, 31)
+    clock.set(msk(2027, 1, 5))  # nobody ran the scheduler on 31 December
+    assert container.billing.create_due_attempts() == 0
+    assert december(container).status == "failed"
+    assert len(attempts(container)) == 1

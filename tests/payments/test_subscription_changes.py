@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from core.clock import ManualClock
 from members.schemas import OrganizationCreate
 from payments.charges.models import Charge
-from tests.conftest import Subscribe
+from tests.conftest import Subscribe, with_idempotency_key
 from vznos.container import Container
 
 DECEMBER, JANUARY = date(2026, 12, 1), date(2027, 1, 1)
@@ -145,7 +145,9 @@ def test_a_foreign_subscription_is_not_found(
     container.organizations.create(OrganizationCreate(code="other", name="Другой"), None)
     other_key = container.access.create_api_key("other", "other")[1]
     other = httpx.Client(
-        base_url=str(client.base_url), headers={"Authorization": f"Bearer {other_key}"}
+        base_url=str(client.base_url),
+        headers={"Authorization": f"Bearer {other_key}"},
+        event_hooks={"request": [with_idempotency_key]},
     )
     with other:
         for method, path, body in (
