@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import PROBLEM_BASE, DomainError
@@ -15,6 +17,7 @@ from core.errors import PROBLEM_BASE, DomainError
 log = structlog.get_logger("http")
 
 PROBLEM_JSON = "application/problem+json"
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "options", "head", "trace"})
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "content": {
@@ -35,6 +38,20 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+def _integral(value: Any) -> int:
+    # JSON Schema's "integer" includes 25.0; a string "25" or a boolean is refused.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError("Input should be a valid integer")
+
+
+# An integer in a request body, as JSON Schema means it: `Annotated[int, Field(...), INTEGRAL]`
+# (the constraints before it, so that they reach the schema).
+INTEGRAL = BeforeValidator(_integral)
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": "Problem", **PROBLEM_SCHEMA} for status in statuses}
 
@@ -48,6 +65,25 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JS
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "path", "query", "header")]
     return ".".join(parts) or "body"
+
+
+def _documented_methods(request: Request) -> list[str]:
+    app = request.app
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        app.state, "documented_methods", None
+    )
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            parts = re.split(r"(\{[^/{}]+\})", template)
+            regex = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+            methods = [m.upper() for m in operations if m in HTTP_METHODS]
+            table.append((re.compile(f"^{regex}$"), methods))
+        app.state.documented_methods = table
+    for pattern, methods in table:
+        if pattern.match(request.url.path):
+            return methods
+    return []
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -89,8 +125,19 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+        slug = {400: "malformed-body", 404: "not-found", 405: "method-not-allowed"}.get(
+            exc.status_code, "http-error"
+        )
+        # FastAPI's only 400 is a body it could not decode (not UTF-8, not the declared type).
+        field = "body" if exc.status_code == 400 else None
+        response = problem(exc.status_code, slug, str(exc.detail), str(exc.detail), field=field)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: list every method the resource has, not just one route's.
+            allowed = _documented_methods(request)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
 
     @app.exception_handler(Exception)
     def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,8 @@ CURRENCY = "RUB"
 SUPPORTED_CURRENCIES = frozenset({CURRENCY})
 # A decimal string with at most two decimals: "350", "350.5", "350.50". No sign, no exponent,
 # ASCII digits only, and the whole string (a trailing newline is not allowed either).
+# What parse_kopecks accepts, as one regular expression for the API contract.
+AMOUNT_PATTERN = r"^([1-9][0-9]{0,14}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
 _AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?", re.ASCII)
 
 
@@ -74,12 +76,22 @@ def allocate(total_kopecks: int, weights: Sequence[int]) -> list[int]:
 class MoneyIn(BaseModel):
     """An amount as it arrives at the API edge: `{"value": "350.00", "currency": "RUB"}`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"value": "350.00", "currency": "RUB"}]}
+    )
 
     value: Annotated[
-        StrictStr, Field(examples=["350.00"], description="Decimal string, ≤ 2 decimals")
+        StrictStr,
+        Field(
+            examples=["350.00"],
+            description="Decimal string greater than zero, ≤ 2 decimals",
+            # For the contract only: the validator below checks it with clearer messages.
+            json_schema_extra={"pattern": AMOUNT_PATTERN},
+        ),
     ]
-    currency: Annotated[StrictStr, Field(examples=["RUB"])]
+    currency: Annotated[
+        StrictStr, Field(examples=["RUB"], json_schema_extra={"enum": sorted(SUPPORTED_CURRENCIES)})
+    ]
 
     @field_validator("value")
     @classmethod

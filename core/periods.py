@@ -8,7 +8,9 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TIMEZONE = "Europe/Moscow"
-_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only (`\d` would take any script's), and no year 0.
+PERIOD_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
+_PERIOD_RE = re.compile(r"^([1-9][0-9]{3})-(0[1-9]|1[0-2])$")
 
 
 class InvalidPeriod(ValueError):

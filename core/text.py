@@ -6,6 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+# The same rule for the contract: no NUL, no lone surrogate (a pair decodes to one character).
+STORABLE_PATTERN = "^[^\\u0000\\ud800-\\udfff]*$"
+
 
 def storable(value: str) -> str:
     if "\x00" in value:
@@ -29,3 +36,25 @@ def storable_json(payload: Any) -> bool:
     except (UnicodeEncodeError, ValueError):
         return False
     return "\\u0000" not in text
+
+
+class _Storable:
+    """`Annotated[str | None, STORABLE]`: refuses what `storable` refuses and says so in the
+    JSON schema (a `pattern`), so the contract states the rule."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(storable_optional, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        for target in json_schema.get("anyOf", [json_schema]):
+            if target.get("type") == "string":
+                target.setdefault("pattern", STORABLE_PATTERN)
+        return json_schema
+
+
+STORABLE = _Storable()

@@ -7,7 +7,6 @@ from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -18,19 +17,33 @@ from pydantic import (
     model_validator,
 )
 
-from core.text import storable
+from core.text import STORABLE
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
-    AfterValidator(storable),
+    STORABLE,
 ]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$")]
 
 
 class OrganizationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An organisation to create inside the caller's subtree."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "ppo-zavod-1",
+                    "name": "ППО завода / Plant union",
+                    "parent_code": "ppo-1",
+                    "timezone": "Europe/Moscow",
+                }
+            ]
+        },
+    )
 
     code: Annotated[Code, Field(examples=["ppo-zavod-1"])]
     name: Name
@@ -65,7 +78,22 @@ class OrganizationList(BaseModel):
 
 
 class MemberUpsert(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A member as the CRM knows it; PUT creates or replaces."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization_code": "ppo-1",
+                    "full_name": "Иван Петров",
+                    "email": "ivan@example.org",
+                    "phone": "+79161234567",
+                    "joined_on": "2026-01-15",
+                }
+            ]
+        },
+    )
 
     organization_code: Annotated[Code, Field(description="The member's primary organisation.")]
     full_name: Name

@@ -61,7 +61,7 @@ def apply_contract(
         methods = route.methods or set()
         added = [401, 429]
         if methods & BODY_METHODS:
-            added += [413, 422]
+            added += [400, 413, 422]
         if "POST" in methods:
             required = bool(extra.pop(IDEMPOTENCY_REQUIRED, False))
             # The route's own scope guard (cached per request, so one authentication): a

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, status
 
 from core.http import problem_responses
 from core.idempotency import MOVES_MONEY
+from core.periods import PERIOD_PATTERN
 from members.access.dependencies import require
 from members.dues.schemas import (
     DuesPlanIn,
@@ -27,7 +28,7 @@ from members.scopes import Scope
 from members.service import Principal
 
 Code = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-Period = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-12"])]
+Period = Annotated[str, Path(pattern=PERIOD_PATTERN, examples=["2026-12"])]
 
 MembersWriter = Annotated[Principal, Depends(require(Scope.MEMBERS_WRITE))]
 Bookkeeper = Annotated[Principal, Depends(require(Scope.RECONCILIATION_WRITE))]

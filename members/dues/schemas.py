@@ -7,7 +7,6 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,16 +15,16 @@ from pydantic import (
 )
 
 from core.money import MoneyIn, MoneyOut
-from core.text import storable, storable_optional
+from core.periods import PERIOD_PATTERN
+from core.text import STORABLE
+from members.schemas import Code
 
 Percent = Annotated[
     str,
     StringConstraints(pattern=r"^(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)$"),
     Field(description='A percentage with at most two decimals, e.g. "1.00"', examples=["1.00"]),
 ]
-PeriodText = Annotated[
-    str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), Field(examples=["2027-01"])
-]
+PeriodText = Annotated[str, StringConstraints(pattern=PERIOD_PATTERN), Field(examples=["2027-01"])]
 
 
 def percent_to_bp(value: str) -> int:
@@ -38,13 +37,29 @@ def bp_to_percent(bp: int) -> str:
 
 
 class DuesPlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A dues plan: `fixed` needs `amount`; `percent_of_wage` needs `percent` and may have
+    `minimum` and `maximum`; `exempt` has none."""
 
-    organization_code: Annotated[str, Field(description="The organisation defining the plan")]
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization_code": "ppo-1",
+                    "name": "1 % of wage",
+                    "kind": "percent_of_wage",
+                    "percent": "1.00",
+                    "minimum": {"value": "100.00", "currency": "RUB"},
+                }
+            ]
+        },
+    )
+
+    organization_code: Annotated[Code, Field(description="The organisation defining the plan")]
     name: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
-        AfterValidator(storable),
+        STORABLE,
     ]
     kind: Literal["fixed", "percent_of_wage", "exempt"]
     amount: Annotated[MoneyIn | None, Field(description="For fixed plans")] = None
@@ -54,7 +69,7 @@ class DuesPlanIn(BaseModel):
     category: Annotated[
         str | None,
         StringConstraints(max_length=64),
-        AfterValidator(storable_optional),
+        STORABLE,
         Field(description="e.g. pensioner, student, parental_leave, unemployed"),
     ] = None
 
@@ -92,9 +107,22 @@ class DuesPlanOut(BaseModel):
 
 
 class MemberPlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The plan a member pays by from a month on."""
 
-    plan_code: str
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_code": "standard",
+                    "effective_from": "2027-01",
+                    "declared_wage": {"value": "60000.00", "currency": "RUB"},
+                }
+            ]
+        },
+    )
+
+    plan_code: Code
     effective_from: Annotated[PeriodText, Field(description="The first month it applies to")]
     declared_wage: Annotated[
         MoneyIn | None, Field(description="Monthly wage, for percent_of_wage plans")
@@ -102,7 +130,7 @@ class MemberPlanIn(BaseModel):
 
 
 class MemberPlanOut(BaseModel):
-    plan_code: str
+    plan_code: Code
     effective_from: str
     declared_wage: MoneyOut | None
 
@@ -110,7 +138,7 @@ class MemberPlanOut(BaseModel):
 RecordedBy = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(storable),
+    STORABLE,
     Field(description="The treasurer (a person's name) recording it"),
 ]
 Reference = Annotated[
@@ -126,7 +154,20 @@ Reference = Annotated[
 class ManualPaymentIn(BaseModel):
     """Money a treasurer saw arrive outside the card channel."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel": "bank_transfer",
+                    "amount": {"value": "350.00", "currency": "RUB"},
+                    "occurred_on": "2026-11-20",
+                    "reference": "PP-1234-20261120",
+                    "recorded_by": "Ольга Казначеева",
+                }
+            ]
+        },
+    )
 
     channel: Literal["payroll", "bank_transfer", "cash"]
     amount: MoneyIn
@@ -142,37 +183,69 @@ class ManualPaymentIn(BaseModel):
     ] = None
     reference: Reference
     recorded_by: RecordedBy
-    description: Annotated[
-        str | None, StringConstraints(max_length=300), AfterValidator(storable_optional)
-    ] = None
+    description: Annotated[str | None, StringConstraints(max_length=300), STORABLE] = None
 
 
 class ReversalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Why an entry is reversed, and who does it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"reason": "Ошибочная сумма / wrong amount", "recorded_by": "Ольга Казначеева"}
+            ]
+        },
+    )
 
     reason: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
-        AfterValidator(storable),
+        STORABLE,
     ]
     recorded_by: RecordedBy
 
 
 class PeriodCloseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Who closes the month."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"closed_by": "Ольга Казначеева"}]}
+    )
 
     closed_by: RecordedBy
 
 
 class ShareIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One higher level's share of received dues."""
 
-    organization_code: str
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"organization_code": "terkom-1", "percent": "25.00"}]},
+    )
+
+    organization_code: Code
     percent: Percent
 
 
 class SharesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The shares of received dues sent upward, from a month on; they sum to 100 with the
+    part kept."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "effective_from": "2027-01",
+                    "shares": [
+                        {"organization_code": "ppo-1", "percent": "75.00"},
+                        {"organization_code": "terkom-1", "percent": "25.00"},
+                    ],
+                }
+            ]
+        },
+    )
 
     effective_from: PeriodText
     shares: Annotated[list[ShareIn], Field(min_length=1, max_length=20)]
@@ -181,9 +254,22 @@ class SharesIn(BaseModel):
 class TransferIn(BaseModel):
     """Money an organisation sent up to a higher level."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to_organization_code": "terkom-1",
+                    "amount": {"value": "12500.00", "currency": "RUB"},
+                    "occurred_on": "2026-11-25",
+                    "reference": "PP-77-20261125",
+                    "recorded_by": "Ольга Казначеева",
+                }
+            ]
+        },
+    )
 
-    to_organization_code: str
+    to_organization_code: Code
     amount: MoneyIn
     occurred_on: date
     reference: Reference

@@ -6,14 +6,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from core.money import MoneyIn, MoneyOut
-from core.text import storable
+from core.text import STORABLE
 
 
 class RefundCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A refund of (part of) a succeeded card payment."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": {"value": "350.00", "currency": "RUB"},
+                    "reason": "Взнос удержан работодателем / paid by payroll",
+                }
+            ]
+        },
+    )
 
     amount: Annotated[
         MoneyIn | None,
@@ -22,7 +34,7 @@ class RefundCreate(BaseModel):
     reason: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-        AfterValidator(storable),
+        STORABLE,
         Field(
             description="Why (kept in Vznos for the books; the gateway gets a neutral text)",
             examples=["Взнос удержан работодателем / paid by payroll"],

@@ -7,28 +7,34 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     HttpUrl,
-    StrictInt,
     StringConstraints,
     UrlConstraints,
 )
 
+from core.http import INTEGRAL
 from core.money import MoneyIn, MoneyOut
-from core.text import storable
+from core.text import STORABLE
 
 
 class Consent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The member's consent to automatic charges (the terms' version and when it was given)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text_version": "2026-11", "accepted_at": "2026-11-23T10:00:00Z"}]
+        },
+    )
 
     text_version: Annotated[
         str,
         StringConstraints(min_length=1, max_length=64),
-        AfterValidator(storable),
+        STORABLE,
         Field(
             description="Version of the autopayment terms the member accepted", examples=["2026-11"]
         ),
@@ -37,14 +43,30 @@ class Consent(BaseModel):
 
 
 class SubscriptionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Card auto-pay for a member: the monthly amount, the day, the consent and where
+    checkout returns."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": {"value": "350.00", "currency": "RUB"},
+                    "billing_day": 5,
+                    "consent": {"text_version": "2026-11", "accepted_at": "2026-11-23T10:00:00Z"},
+                    "return_url": "https://crm.example.org/dues/thanks",
+                }
+            ]
+        },
+    )
 
     amount: Annotated[
         MoneyIn, Field(description='Monthly dues, e.g. {"value": "350.00", "currency": "RUB"}')
     ]
     billing_day: Annotated[
-        StrictInt,
+        int,
         Field(ge=1, le=31, description="Day of month to charge; the month's last day if shorter"),
+        INTEGRAL,
     ]
     consent: Consent
     return_url: Annotated[

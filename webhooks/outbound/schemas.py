@@ -15,7 +15,20 @@ MAX_PAGE = 100
 
 
 class WebhookEndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A CRM URL to receive signed events, and which events."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://crm.example.org/hooks/vznos",
+                    "event_types": ["payment.succeeded", "subscription.canceled"],
+                    "description": "CRM production",
+                }
+            ]
+        },
+    )
 
     url: Annotated[
         str,
@@ -90,7 +103,11 @@ class DeliveryPage(BaseModel):
 
 
 class ReplayRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Re-send the events recorded since an instant."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-22T00:00:00Z"}]}
+    )
 
     since: Annotated[
         AwareDatetime, Field(description="Re-send every matching event that occurred since then")
