@@ -38,9 +38,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def _integral(value: Any) -> int:
+def _integral(value: Any) -> int | None:
     # JSON Schema's "integer" includes 25.0; a string "25" or a boolean is refused.
-    if isinstance(value, int) and not isinstance(value, bool):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)

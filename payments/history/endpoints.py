@@ -4,15 +4,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 
 from core.http import problem_responses
+from core.pagination import DEFAULT_PAGE_SIZE, CreatedFrom, CreatedTo, Limit, StartingAfter
 from members.access.dependencies import require
 from members.scopes import Scope
 from members.service import Principal
 from payments.charges.states import ChargeStatus
 from payments.history.schemas import PaymentOut, PaymentPage
-from payments.history.service import MAX_PAGE, PaymentFilter, PaymentReads
+from payments.history.service import PaymentFilter, PaymentReads
 
 PaymentsReader = Annotated[Principal, Depends(require(Scope.PAYMENTS_READ))]
 
@@ -33,16 +33,10 @@ def build_router(*, payments: PaymentReads) -> APIRouter:
             ),
         ],
         status: Annotated[ChargeStatus | None, Query(description="Only payments in it")] = None,
-        created_from: Annotated[
-            AwareDatetime | None, Query(description="Created at or after (inclusive)")
-        ] = None,
-        created_to: Annotated[
-            AwareDatetime | None, Query(description="Created before (exclusive)")
-        ] = None,
-        starting_after: Annotated[
-            uuid.UUID | None, Query(description="The last payment id of the previous page")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+        created_from: CreatedFrom = None,
+        created_to: CreatedTo = None,
+        starting_after: StartingAfter = None,
+        limit: Limit = DEFAULT_PAGE_SIZE,
     ) -> PaymentPage:
         """A member's card payments, newest first: amount, status, months, masked card,
         decline reason, attempts and refunds. Page on with `starting_after`."""

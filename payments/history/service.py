@@ -11,6 +11,7 @@ from sqlalchemy import and_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.money import MoneyOut
+from core.pagination import MAX_PAGE_SIZE
 from core.periods import format_period
 from ledger.states import Channel
 from members.models import Member, Organization
@@ -21,8 +22,6 @@ from payments.history.schemas import PaymentAttemptOut, PaymentCardOut, PaymentO
 from payments.refunds import repository as refunds_repository
 from payments.refunds.errors import PaymentNotFound
 from payments.subscriptions.models import PaymentMethod
-
-MAX_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class PaymentReads:
         limit: int,
     ) -> PaymentPage:
         """A member's payments, newest first, a page at a time."""
-        limit = max(1, min(limit, MAX_PAGE))
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
         with self._sessions() as session:
             member = visible_member(session, principal, external_id)
             query = (

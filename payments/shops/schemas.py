@@ -8,7 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 
 class ShopPut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The organisation's own YooKassa shop: its id and secret key."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"shop_id": "506751", "secret_key": "live_XXXXXXXXXXXX"}]},
+    )
 
     shop_id: Annotated[
         str,

@@ -6,12 +6,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from core.http import problem_responses
+from core.pagination import (
+    DEFAULT_PAGE_SIZE,
+    CreatedFrom,
+    CreatedTo,
+    Limit,
+    StartingAfter,
+)
 from members.access.dependencies import require
 from members.scopes import Scope
 from members.service import Principal
 from webhooks.outbound.catalog import describe
 from webhooks.outbound.schemas import (
-    MAX_PAGE,
     DeliveryPage,
     Queued,
     ReplayQueued,
@@ -23,6 +29,7 @@ from webhooks.outbound.schemas import (
     WebhookEndpointOut,
 )
 from webhooks.outbound.service import WebhookEndpointService
+from webhooks.outbound.states import DeliveryStatus
 
 SIGNING = """
 Every delivery is a `POST` of JSON `{"id", "type", "occurred_at", "organization_id", "data"}`
@@ -111,14 +118,25 @@ def build_router(*, endpoints: WebhookEndpointService) -> APIRouter:
     def list_webhook_deliveries(
         endpoint_id: uuid.UUID,
         caller: WebhooksManager,
-        starting_after: Annotated[
-            uuid.UUID | None, Query(description="The last delivery id of the previous page")
+        starting_after: StartingAfter = None,
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        status: Annotated[
+            DeliveryStatus | None, Query(description="Only deliveries in this status")
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+        created_from: CreatedFrom = None,
+        created_to: CreatedTo = None,
     ) -> DeliveryPage:
         """The delivery log, newest first: status code, duration and up to 1 KiB of the answer
         for every attempt."""
-        return endpoints.deliveries(caller, endpoint_id, starting_after=starting_after, limit=limit)
+        return endpoints.deliveries(
+            caller,
+            endpoint_id,
+            starting_after=starting_after,
+            limit=limit,
+            status=status,
+            created_from=created_from,
+            created_to=created_to,
+        )
 
     @router.post(
         "/webhook-endpoints/{endpoint_id}/replay",

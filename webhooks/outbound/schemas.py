@@ -11,8 +11,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from core.outbox import EventType
 from webhooks.outbound.states import DeliveryStatus, DisabledReason, EndpointStatus
 
-MAX_PAGE = 100
-
 
 class WebhookEndpointCreate(BaseModel):
     """A CRM URL to receive signed events, and which events."""

@@ -10,13 +10,14 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
 from core.crypto import KeyRing
 from core.db import transaction
 from core.outbox import Event, EventType
+from core.pagination import after, in_window, take_page
 from core.ssrf import UrlGuard
 from members.repository import subtree_ids
 from members.service import Principal
@@ -41,6 +42,7 @@ from webhooks.outbound.schemas import (
     WebhookEndpointOut,
 )
 from webhooks.outbound.states import (
+    DeliveryStatus,
     DisabledReason,
     EndpointStatus,
     endpoint_transition,
@@ -207,29 +209,31 @@ class WebhookEndpointService:
         *,
         starting_after: uuid.UUID | None,
         limit: int,
+        status: DeliveryStatus | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
     ) -> DeliveryPage:
         """The delivery log, newest first, with every attempt of each delivery."""
         with self._sessions() as session:
             _visible(session, principal, endpoint_id)
-            query = (
-                select(WebhookDelivery, Event.type)
-                .join(Event, Event.id == WebhookDelivery.event_id)
-                .where(WebhookDelivery.endpoint_id == endpoint_id)
-                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-                .limit(limit + 1)
-            )
+            cursor: tuple[datetime, uuid.UUID] | None = None
             if starting_after is not None:
-                cursor = session.get(WebhookDelivery, starting_after)
-                if cursor is None or cursor.endpoint_id != endpoint_id:
+                found = session.get(WebhookDelivery, starting_after)
+                if found is None or found.endpoint_id != endpoint_id:
                     raise DeliveryNotFound(
                         f"no delivery {starting_after} for this endpoint", field="starting_after"
                     )
-                query = query.where(
-                    tuple_(WebhookDelivery.created_at, WebhookDelivery.id)
-                    < tuple_(cursor.created_at, cursor.id)
-                )
-            rows = session.execute(query).all()
-            page = rows[:limit]
+                cursor = (found.created_at, found.id)
+            query = select(WebhookDelivery, Event.type).join(
+                Event, Event.id == WebhookDelivery.event_id
+            )
+            query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+            if status is not None:
+                query = query.where(WebhookDelivery.status == status)
+            query = in_window(query, WebhookDelivery.created_at, created_from, created_to)
+            query = after(query, WebhookDelivery.created_at, WebhookDelivery.id, cursor)
+            rows = session.execute(query.limit(limit + 1)).tuples().all()
+            page, has_more = take_page(rows, limit)
             attempts = repository.attempts_of(session, [d.id for d, _ in page])
             return DeliveryPage(
                 data=[
@@ -258,7 +262,7 @@ class WebhookEndpointService:
                     )
                     for d, event_type in page
                 ],
-                has_more=len(rows) > limit,
+                has_more=has_more,
             )
 
     def redeliver(self, principal: Principal, event_id: uuid.UUID) -> Queued:
