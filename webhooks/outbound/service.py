@@ -232,7 +232,7 @@ class WebhookEndpointService:
                 query = query.where(WebhookDelivery.status == status)
             query = in_window(query, WebhookDelivery.created_at, created_from, created_to)
             query = after(query, WebhookDelivery.created_at, WebhookDelivery.id, cursor)
-            rows = session.execute(query.limit(limit + 1)).tuples().all()
+            rows = [(d, t) for d, t in session.execute(query.limit(limit + 1))]
             page, has_more = take_page(rows, limit)
             attempts = repository.attempts_of(session, [d.id for d, _ in page])
             return DeliveryPage(
