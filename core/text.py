@@ -12,6 +12,9 @@ from pydantic_core import core_schema
 
 # The same rule for the contract: no NUL, no lone surrogate (a pair decodes to one character).
 STORABLE_PATTERN = "^[^\\u0000\\ud800-\\udfff]*$"
+STORABLE_NON_BLANK_PATTERN = (
+    "^[^\\u0000\\ud800-\\udfff]*[^\\s\\u0000\\ud800-\\udfff][^\\u0000\\ud800-\\udfff]*$"
+)
 
 
 def storable(value: str) -> str:
@@ -38,6 +41,14 @@ def storable_json(payload: Any) -> bool:
     return "\\u0000" not in text
 
 
+def _strips(schema: Any) -> bool:
+    while isinstance(schema, dict):
+        if schema.get("strip_whitespace") and schema.get("min_length", 0) >= 1:
+            return True
+        schema = schema.get("schema")
+    return False
+
+
 class _Storable:
     """`Annotated[str | None, STORABLE]`: refuses what `storable` refuses and says so in the
     JSON schema (a `pattern`), so the contract states the rule."""
@@ -51,9 +62,11 @@ class _Storable:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
+        # Text stripped before its length is checked needs a non-space character to be valid.
+        pattern = STORABLE_PATTERN if not _strips(schema) else STORABLE_NON_BLANK_PATTERN
         for target in json_schema.get("anyOf", [json_schema]):
             if target.get("type") == "string":
-                target.setdefault("pattern", STORABLE_PATTERN)
+                target.setdefault("pattern", pattern)
         return json_schema
 
 
