@@ -28,7 +28,18 @@ PeriodText = Annotated[
 
 
 class StandbyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": {"value": "350.00", "currency": "RUB"},
+                    "consent": {"text_version": "2026-11", "accepted_at": "2026-11-23T10:00:00Z"},
+                    "return_url": "https://crm.example.org/dues/thanks",
+                }
+            ]
+        },
+    )
 
     amount: Annotated[
         MoneyIn,
@@ -48,7 +59,18 @@ class StandbyCreate(BaseModel):
 
 
 class ShortfallIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "period": "2026-11",
+                    "amount": {"value": "350.00", "currency": "RUB"},
+                    "recorded_by": "CRM",
+                }
+            ]
+        },
+    )
 
     period: PeriodText
     amount: Annotated[MoneyIn, Field(description="What payroll did not cover in that month (> 0)")]
@@ -98,7 +120,9 @@ class ShortfallOut(BaseModel):
 
 
 class StandbyPolicyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"late_payroll_rule": "carry_forward"}]}
+    )
 
     late_payroll_rule: Annotated[
         Literal["carry_forward", "refund"],
