@@ -58,7 +58,18 @@ class OrganizationPut(BaseModel):
     """An organisation as the CRM syncs it. `parent_code` places a new organisation (default:
     under the caller's own) or moves an existing one with its whole subtree (default: stays)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ППО цеха / Shop union",
+                    "parent_code": "ppo-1",
+                    "timezone": "Europe/Moscow",
+                }
+            ]
+        },
+    )
 
     name: Name
     parent_code: Annotated[Code | None, Field(examples=["terkom-1"])] = None
