@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from limits import parse_many
 from sqlalchemy import text
 
 from vznos.container import Container
@@ -86,11 +87,13 @@ def _path_of(spec: dict[str, Any], path: str, method: str) -> str:
 
 def test_smuggled_fields_are_refused_by_name(client: httpx.Client, container: Container) -> None:
     spec = generated_openapi()
+    # Hundreds of requests in a second: the rate limit has its own test.
+    container.rate_limiter.items = parse_many("100000/second")
     with container.engine.connect() as connection:
         before = connection.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one()
     tried = 0
     for path, method, schema in _request_schemas(spec):
-        if path.startswith("/webhooks/"):
+        if path.startswith("/webhooks/") or "$ref" not in schema:
             continue
         example = _example(spec, schema)
         url = _path_of(spec, path, method)
