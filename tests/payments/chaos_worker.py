@@ -74,7 +74,7 @@ def main() -> None:
     faults = KillingFaultPoints(KILL_POINTS, float(env.get("CHAOS_KILL_PROBABILITY", "0.01")))
     broker = chaos_broker(url, env["CHAOS_NAMESPACE"])
     container = build_container(
-        Settings(broker_url=url, database_url=None),
+        Settings(broker_url=url, database_url=None, precharge_notice_days=0),
         database_url=env["CHAOS_DATABASE_URL"],
         gateway=GatewayConfig(env["CHAOS_SHOP_ID"], env["CHAOS_SECRET_KEY"], env["CHAOS_API_URL"]),
         broker=broker,

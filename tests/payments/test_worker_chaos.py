@@ -154,7 +154,7 @@ def test_sigkilled_workers_neither_double_charge_nor_lose(
     broker.flush_all()  # our own vhost / namespace only
     clock = ShiftedClock()
     production = build_container(
-        Settings(broker_url=url, database_url=None),
+        Settings(broker_url=url, database_url=None, precharge_notice_days=0),
         database_url=database_url,
         gateway=GatewayConfig(SHOP_ID, SECRET_KEY, emulator.api_url),
         clock=clock,

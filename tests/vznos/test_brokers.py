@@ -46,7 +46,7 @@ def test_billing_runs_on_a_real_broker(
     subscribe()
     broker = build_broker(url)
     production = build_container(
-        Settings(broker_url=url, database_url=None),
+        Settings(broker_url=url, database_url=None, precharge_notice_days=0),
         database_url=database_url,
         gateway=GatewayConfig(SHOP_ID, SECRET_KEY, emulator.api_url),
         clock=container.clock,
