@@ -216,7 +216,8 @@ def add_attempt(
     return attempt
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_gateway_time(value: Any) -> datetime | None:
+    """A YooKassa timestamp (ISO 8601, `Z` for UTC), or None when absent or malformed."""
     if not isinstance(value, str):
         return None
     try:
@@ -574,7 +575,7 @@ class ChargeService:
             period_month=charge.period_month,
             amount_kopecks=payment.amount_kopecks,
             income_kopecks=payment.income_kopecks,
-            occurred_at=_parse_time(payment.raw.get("captured_at")) or now,
+            occurred_at=parse_gateway_time(payment.raw.get("captured_at")) or now,
             recorded_at=now,
             source_id=str(charge.id),
             timezone=_timezone_of(session, charge.organization_id),
@@ -585,7 +586,7 @@ class ChargeService:
             EventType.PAYMENT_SUCCEEDED,
             charge,
             gateway_payment_id=payment.id,
-            occurred_at=_parse_time(payment.raw.get("captured_at")) or now,
+            occurred_at=parse_gateway_time(payment.raw.get("captured_at")) or now,
             recorded_at=now,
         )
         log.info(

@@ -38,6 +38,7 @@ from ledger.service import post_card_refund
 from members.models import Member, Organization
 from members.service import Principal
 from payments.charges.models import Charge
+from payments.charges.service import next_check_delay, parse_gateway_time
 from payments.charges.states import ChargeStatus
 from payments.gateway.port import (
     GatewayDirectory,
@@ -68,26 +69,11 @@ TASK_RESOLVE_REFUND = "payments.resolve_refund"
 META_REFUND = "vznos_refund_id"
 META_CHARGE = "vznos_charge_id"
 
-# How long the sweeper waits before looking at an open refund again, by how often it looked.
-CHECK_BACKOFF = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=6),
-    timedelta(hours=20),
-)
-CHECK_BACKOFF_CEILING = timedelta(hours=24)
-
 _GATEWAY_STATUS = {
     "pending": RefundStatus.PENDING,
     "succeeded": RefundStatus.SUCCEEDED,
     "canceled": RefundStatus.CANCELED,
 }
-
-
-def next_check_delay(checks: int) -> timedelta:
-    return CHECK_BACKOFF[checks] if checks < len(CHECK_BACKOFF) else CHECK_BACKOFF_CEILING
 
 
 def refund_description(charge: Charge) -> str:
@@ -480,7 +466,7 @@ class RefundService:
         org = session.get(Organization, refund.organization_id)
         member = session.get(Member, refund.member_id)
         assert charge is not None
-        occurred_at = _parse_time(result.raw.get("created_at")) or now
+        occurred_at = parse_gateway_time(result.raw.get("created_at")) or now
         refunded_before = sum(
             r.amount_kopecks
             for r in repository.refunds_of(session, charge.id)
@@ -609,12 +595,3 @@ def _visible_charge(
 def _request_hash(amount_kopecks: int | None, currency: str | None, reason: str) -> str:
     body = {"amount": amount_kopecks, "currency": currency, "reason": reason}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
