@@ -65,6 +65,7 @@ def banner(settings: Settings, api_key: str, emulator_url: str | None) -> str:
         "       -H 'Content-Type: application/json' \\",
         f'       -d \'{{"organization_code": "{DEMO_ORG_CODE}", "full_name": "Иван Петров"}}\'',
         f'  curl -X POST {base}/v1/members/m-1/subscriptions -H "Authorization: Bearer $KEY" \\',
+        "       -H 'Idempotency-Key: try-the-money-loop-m-1' \\",
         '       -H \'Content-Type: application/json\' -d \'{"amount": {"value": "350.00", '
         '"currency": "RUB"}, "billing_day": 5, "consent": {"text_version": "v1", '
         '"accepted_at": "2026-11-23T10:00:00Z"}, "return_url": "https://example.org/thanks"}\'',
