@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.periods import format_period, period_of
-from ledger import dues
+from ledger import arrears, dues
 from ledger.journal import (
     AccountRef,
     EntryDraft,
@@ -157,6 +157,7 @@ def post_accruals(session: Session, items: list[Accrual], *, recorded_at: dateti
     )
     balances = apply_balance_deltas(session, deltas, recorded_at)
     _accrue_months(session, [item for item, _ in posted], ids, balances)
+    arrears.track(session, {item.member_id for item, _ in posted}, now=recorded_at)
     return len(posted)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.ids import new_id
 from core.periods import DEFAULT_TIMEZONE, format_period, next_period, period_of
-from ledger import dues
+from ledger import arrears, dues
 from ledger.errors import IdempotencyKeyReused, PeriodClosed, UnbalancedEntry
 from ledger.models import JournalEntry, PeriodClose, Posting
 from ledger.states import (
@@ -283,7 +283,16 @@ def post_entry(
                 charged_month=dues.charged_month(draft.kind, draft.period_month),
                 balance_after=balances[ids[line.account]],
             )
+    arrears.track(session, _members_owing(draft), now=recorded_at)
     return Posted(entry_id, True, booked)
+
+
+def _members_owing(draft: EntryDraft) -> set[uuid.UUID]:
+    return {
+        line.account.owner_id
+        for line in draft.lines
+        if line.account.kind == AccountKind.MEMBER_DUES_RECEIVABLE
+    }
 
 
 def apply_balance_deltas(

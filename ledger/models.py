@@ -1,5 +1,6 @@
 """The journal: accounts, append-only entries and their postings (signed kopecks, Σ = 0), the
-balances maintained beside them, the per-month dues ledger of each member, and period closes."""
+balances maintained beside them, the per-month dues ledger of each member, their arrears as
+last announced, and period closes."""
 
 from __future__ import annotations
 
@@ -176,4 +177,20 @@ class ShareRule(Base):
         UniqueConstraint("organization_id", "effective_from", "beneficiary_id"),
         CheckConstraint("share_bp > 0 AND share_bp <= 10000", name="share_range"),
         CheckConstraint("extract(day FROM effective_from) = 1", name="effective_from_is_month"),
+    )
+
+
+class MemberArrears(Base):
+    """A member's arrears as last announced (`ledger/arrears.py`): the months not fully paid
+    and what they still owe. No row means nothing owed."""
+
+    __tablename__ = "ledger_member_arrears"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    months_owed: Mapped[int] = mapped_column(Integer)
+    owed_kopecks: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("months_owed >= 0 AND owed_kopecks >= 0", name="owed_not_negative"),
     )

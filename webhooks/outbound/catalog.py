@@ -58,7 +58,11 @@ PAYLOADS: dict[EventType, str] = {
         " next_charge_on — once per card that expires before the next charge"
     ),
     EventType.MEMBER_ARREARS_CHANGED: (
-        "member_id, member_external_id, arrears {value, currency}, months_in_arrears"
+        "member_id, member_external_id, months_owed (months not fully paid), amount_owed "
+        "{value, currency} (what those months still owe), oldest_unpaid_period (YYYY-MM or "
+        "null), previous_months_owed, previous_amount_owed {value, currency} — raised when a "
+        "month is accrued or a payment, refund or correction changes what the member owes, "
+        "only if the months or the amount owed actually changed"
     ),
     EventType.MEMBER_SHORTFALL_UNCOVERED: (
         "shortfall_id, member_id, member_external_id, period, amount {value, currency}, "
@@ -93,6 +97,7 @@ EMITTED: frozenset[EventType] = frozenset(
         EventType.MEMBER_SHORTFALL_UNCOVERED,
         EventType.SHORTFALL_LATE_PAYROLL,
         EventType.WEBHOOK_ENDPOINT_DISABLED,
+        EventType.MEMBER_ARREARS_CHANGED,
     }
 )
 

@@ -66,7 +66,11 @@ def test_subscribing_paying_declining_and_canceling_emit_thin_events(
         ChargeService.fail_charge(charge, subscription, "insufficient_funds", now)
     container.subscriptions.cancel(principal, subscription_id)
 
-    events = _events(container)
+    everything = _events(container)
+    # The member owed the first month from the start until the checkout paid it.
+    arrears = [e.payload for e in everything if e.type == "member.arrears_changed"]
+    assert [(a["previous_months_owed"], a["months_owed"]) for a in arrears] == [(0, 1), (1, 0)]
+    events = [e for e in everything if e.type != "member.arrears_changed"]
     assert [e.type for e in events] == [
         "subscription.activated",
         "payment.succeeded",
