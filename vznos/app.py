@@ -23,6 +23,7 @@ from vznos.edge import apply_contract, install_edge, principal_key_id
 from vznos.migrate import current_revision, head_revision
 from webhooks.inbound import endpoints as inbound_endpoints
 from webhooks.outbound import endpoints as outbound_endpoints
+from webhooks.outbound.contract import build_webhooks_router
 
 API_DESCRIPTION = """
 Vznos collects trade-union dues by bank card, as a safety net for payroll deduction.
@@ -112,6 +113,8 @@ def create_app(container: Container) -> FastAPI:
             )
         )
     app.include_router(access_endpoints.build_sessions_router(access=container.access))
+    # What Vznos sends to CRMs: documented as OpenAPI `webhooks`, served nowhere.
+    app.webhooks.include_router(build_webhooks_router())
     install_edge(app, container)
     # The member's own pages: HTML outside the API (no API key, no idempotency edge).
     app.include_router(
