@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from pydantic import AwareDatetime
 from sqlalchemy import tuple_
+
+from core.instants import Instant
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -31,11 +32,9 @@ StartingAfter = Annotated[
     Query(description="The last id of the previous page; the next page follows it"),
 ]
 CreatedFrom = Annotated[
-    AwareDatetime | None, Query(description="Only items created at or after it (inclusive)")
+    Instant | None, Query(description="Only items created at or after it (inclusive)")
 ]
-CreatedTo = Annotated[
-    AwareDatetime | None, Query(description="Only items created before it (exclusive)")
-]
+CreatedTo = Annotated[Instant | None, Query(description="Only items created before it (exclusive)")]
 
 
 def after(query: Q, created_at: Any, id_: Any, cursor: tuple[datetime, uuid.UUID] | None) -> Q:

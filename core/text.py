@@ -31,6 +31,19 @@ def storable_optional(value: str | None) -> str | None:
     return storable(value) if value is not None else None
 
 
+def storable_non_blank(value: str | None) -> str | None:
+    """Stripped text must keep a non-space character. Pydantic strips only Unicode White_Space,
+    while the contract's `\\s` (and Python's `str.strip`) also counts the information separators
+    U+001C–U+001F as space: text made only of those is blank, as the pattern says."""
+    if value is None:
+        return None
+    value = storable(value)
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must contain a non-space character")
+    return stripped
+
+
 def storable_json(payload: Any) -> bool:
     """Whether a decoded JSON document can be stored as PostgreSQL jsonb."""
     try:
@@ -56,7 +69,9 @@ class _Storable:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(storable_optional, handler(source))
+        inner = handler(source)
+        check = storable_non_blank if _strips(inner) else storable_optional
+        return core_schema.no_info_after_validator_function(check, inner)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler

@@ -71,6 +71,12 @@ STATEMENT_FILES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def synced(model: type[Any], updated: str, created: str) -> dict[int | str, dict[str, Any]]:
+    """A PUT that syncs from the CRM answers 200 when it updated and 201 when it created: the
+    contract lists both (a client branching on the code must find both documented)."""
+    return {200: {"description": updated}, 201: {"description": created, "model": model}}
+
+
 def build_router(
     *,
     members: MemberService,
@@ -89,7 +95,13 @@ def build_router(
         organisation unless `parent_code` names another one in it)."""
         return organizations.create(body, caller)
 
-    @router.put("/organizations/{code}", responses=problem_responses(401, 403, 404, 409, 422))
+    @router.put(
+        "/organizations/{code}",
+        responses={
+            **synced(OrganizationOut, "Updated", "Created"),
+            **problem_responses(401, 403, 404, 409, 422),
+        },
+    )
     def put_organization(
         code: OrgCode, body: OrganizationPut, caller: MembersWriter, response: Response
     ) -> OrganizationOut:
@@ -109,7 +121,13 @@ def build_router(
     def get_organization(code: OrgCode, caller: AnyCaller) -> OrganizationOut:
         return organizations.get(caller, code)
 
-    @router.put("/members/{external_id}", responses=problem_responses(401, 403, 404, 422))
+    @router.put(
+        "/members/{external_id}",
+        responses={
+            **synced(MemberOut, "Updated", "Created"),
+            **problem_responses(401, 403, 404, 422),
+        },
+    )
     def upsert_member(
         external_id: ExternalId, body: MemberUpsert, caller: MembersWriter, response: Response
     ) -> MemberOut:

@@ -11,12 +11,13 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
+from core.http import INTEGRAL
+from core.instants import Day
 from core.text import STORABLE
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -110,14 +111,15 @@ class MemberUpsert(BaseModel):
     full_name: Name
     email: EmailStr | None = None
     phone: Annotated[Phone | None, Field(description="E.164, e.g. +79161234567")] = None
-    birth_date: Annotated[date | None, Field(description="Date of birth")] = None
-    joined_on: Annotated[date | None, Field(description="First day of membership")] = None
-    left_on: Annotated[date | None, Field(description="Last day of membership")] = None
+    birth_date: Annotated[Day | None, Field(description="Date of birth")] = None
+    joined_on: Annotated[Day | None, Field(description="First day of membership")] = None
+    left_on: Annotated[Day | None, Field(description="Last day of membership")] = None
     paydays: Annotated[
-        list[Annotated[StrictInt, Field(ge=1, le=31)]] | None,
+        list[Annotated[int, Field(ge=1, le=31), INTEGRAL]] | None,
         Field(
             min_length=1,
             max_length=31,
+            json_schema_extra={"uniqueItems": True},
             description="Days of the month wages are paid (31: the month's last day); a "
             "declined card charge is retried the day after the next payday",
             examples=[[10, 25]],

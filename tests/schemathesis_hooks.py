@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from typing import Any
@@ -11,6 +12,9 @@ import schemathesis
 from core.idempotency import HEADER, KEY_PATTERN
 
 _VALID_KEY = re.compile(KEY_PATTERN)
+# The fuzzer's own API key, and a spare one of the same organisation (set by the test).
+_OWN_KEY_ID = os.environ.get("VZNOS_ST_OWN_KEY_ID", "")
+_SPARE_KEY_ID = os.environ.get("VZNOS_ST_SPARE_KEY_ID", "")
 
 
 @schemathesis.hook
@@ -18,6 +22,12 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """A CRM uses a new Idempotency-Key per intended operation; the schema cannot say "unique",
     so generated valid keys (often the same minimal string) are made unique here. Invalid
     keys are left alone: they are the negative tests of the header."""
+    # Revoking or rotating (grace 0 expires at once) its own credential would turn the rest of
+    # the run into 401s and prove nothing; such a call goes to the spare key instead, which
+    # exercises the same code.
+    path_parameters = case.path_parameters or {}
+    if _OWN_KEY_ID and path_parameters.get("key_id") == _OWN_KEY_ID:
+        path_parameters["key_id"] = _SPARE_KEY_ID
     headers = case.headers or {}
     key = headers.get(HEADER)
     if isinstance(key, str) and _VALID_KEY.match(key):

@@ -304,6 +304,11 @@ MEMBER_CASES = [
     pytest.param({"full_name": ""}, 422, "full_name", id="name-empty"),
     pytest.param({"full_name": "   "}, 422, "full_name", id="name-blank"),
     pytest.param({"full_name": "x" * 301}, 422, "full_name", id="name-too-long"),
+    # U+001C–U+001F are space to the contract's `\\s`, though pydantic does not strip them.
+    pytest.param({"full_name": "\x1c\x1f"}, 422, "full_name", id="name-separators-only"),
+    pytest.param({"joined_on": 0}, 422, "joined_on", id="joined-on-number"),
+    pytest.param({"joined_on": 20260115}, 422, "joined_on", id="joined-on-digits"),
+    pytest.param({"joined_on": "2026-01-15T00:00:00Z"}, 422, "joined_on", id="joined-on-instant"),
     pytest.param({"status": "active"}, 422, "status", id="extra-field"),
 ]
 

@@ -130,3 +130,83 @@ def test_nested_objects_refuse_fields_too(client: httpx.Client, field: str) -> N
     answer = client.post("/v1/members/m-1/subscriptions", json=body)
     assert answer.status_code == 422
     assert answer.json()["field"] == f"amount.{field}"
+
+
+def _resolved(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref:
+        resolved: dict[str, Any] = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+        return resolved
+    return schema
+
+
+def _temporal_fields(spec: dict[str, Any], schema: dict[str, Any], prefix: str) -> Iterator[str]:
+    """Dotted names of the `date` / `date-time` fields of a request body (nested included)."""
+    schema = _resolved(spec, schema)
+    for name, sub in schema.get("properties", {}).items():
+        for part in [sub, *sub.get("anyOf", [])]:
+            part = _resolved(spec, part)
+            if part.get("format") in ("date", "date-time"):
+                yield prefix + name
+            elif "properties" in part:
+                yield from _temporal_fields(spec, part, f"{prefix}{name}.")
+
+
+def _with(body: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {**body, head: value}
+    inner = body.get(head)
+    return {**body, head: _with(inner if isinstance(inner, dict) else {}, rest, value)}
+
+
+# A JSON number is not a date (pydantic's lax mode read it as a Unix timestamp), and a date-time
+# is RFC 3339: a bare date or one without an offset is refused too.
+NOT_DATES: tuple[object, ...] = (0, 20260115, 1.5, "20260115", "2026-01-15T00:00:00", True)
+
+
+def test_dates_and_instants_are_strings_of_their_format(
+    client: httpx.Client, container: Container
+) -> None:
+    spec = generated_openapi()
+    container.rate_limiter.items = parse_many("100000/second")
+    tried: set[str] = set()
+    for path, method, schema in _request_schemas(spec):
+        if path.startswith("/webhooks/") or "$ref" not in schema:
+            continue
+        example = _example(spec, schema)
+        url = _path_of(spec, path, method)
+        for field in _temporal_fields(spec, schema, ""):
+            for value in NOT_DATES:
+                answer = client.request(method, url, json=_with(example, field, value))
+                assert answer.status_code == 422, (method, path, field, value, answer.text)
+                fields = [e["field"] for e in answer.json()["errors"]]
+                assert field in fields, (method, path, field, value, answer.json())
+            tried.add(f"{method} {path} {field}")
+    for path, operations in spec["paths"].items():
+        get = operations.get("get")
+        for parameter in (get or {}).get("parameters", []):
+            formats = [parameter["schema"], *parameter["schema"].get("anyOf", [])]
+            if parameter["in"] != "query" or not any(
+                f.get("format") == "date-time" for f in formats
+            ):
+                continue
+            for value in ("0", "0.5", "1700000000", "2026-11-23", "2026-11-23T07:00:00"):
+                answer = client.get(_path_of(spec, path, "get"), params={parameter["name"]: value})
+                assert answer.status_code in (404, 422), (path, parameter["name"], answer.text)
+                if answer.status_code == 422:  # other required parameters may be named too
+                    fields = [e["field"] for e in answer.json()["errors"]]
+                    assert parameter["name"] in fields, answer.json()
+            tried.add(f"get {path} {parameter['name']}")
+    # The walk found them: a member's dates, a consent's instant, a key's expiry, the queries.
+    assert {
+        "put /v1/members/{external_id} joined_on",
+        "post /v1/members/{external_id}/subscriptions consent.accepted_at",
+        "post /v1/api-keys expires_at",
+        "get /v1/audit-events until",
+        "get /v1/payments created_from",
+    } <= tried, tried
+    with container.engine.connect() as connection:
+        for table in ("members", "subscriptions", "ledger_entries", "api_keys"):
+            rows = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            assert rows == (1 if table == "api_keys" else 0), table

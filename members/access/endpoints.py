@@ -5,9 +5,9 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
-from pydantic import AwareDatetime
 
 from core.http import problem_responses
+from core.instants import Instant
 from members.access.dependencies import require
 from members.access.schemas import (
     MAX_PAGE,
@@ -89,8 +89,8 @@ def build_router(*, access: AccessService) -> APIRouter:
             str | None,
             Query(max_length=64, description="e.g. `member.read`", examples=["member.read"]),
         ] = None,
-        since: Annotated[AwareDatetime | None, Query(description="Inclusive")] = None,
-        until: Annotated[AwareDatetime | None, Query(description="Exclusive")] = None,
+        since: Annotated[Instant | None, Query(description="Inclusive")] = None,
+        until: Annotated[Instant | None, Query(description="Exclusive")] = None,
     ) -> AuditEventPage:
         """Who did what, when and from where in the caller's subtree, newest first: every
         money-affecting action, every read of a member's personal data, every change of keys
@@ -114,7 +114,9 @@ def build_sessions_router(*, access: AccessService) -> APIRouter:
     @router.post(
         "/sessions",
         status_code=status.HTTP_201_CREATED,
-        responses=problem_responses(401, 422),
+        # Outside `apply_contract` (no bearer, no idempotency), yet behind the same edge: the
+        # body limit (413), the per-address rate limit (429) and undecodable bodies (400).
+        responses=problem_responses(400, 401, 413, 422, 429),
     )
     def sign_in(body: SessionCreate) -> SessionCreated:
         """A treasurer signs in with a password and, when enrolled, a TOTP code; the answer's

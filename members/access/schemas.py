@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from core.instants import Instant
 from members.schemas import Code
 from members.scopes import Scope
 
@@ -28,7 +29,7 @@ class ApiKeyCreate(BaseModel):
         Code | None,
         Field(description="The organisation the key acts for (default: the caller's own)."),
     ] = None
-    expires_at: Annotated[AwareDatetime | None, Field(description="Default: never")] = None
+    expires_at: Annotated[Instant | None, Field(description="Default: never")] = None
 
 
 class ApiKeyRotate(BaseModel):
@@ -42,7 +43,7 @@ class ApiKeyRotate(BaseModel):
             description="How long the old key keeps working (default: the server's setting).",
         ),
     ] = None
-    expires_at: Annotated[AwareDatetime | None, Field(description="The new key's expiry")] = None
+    expires_at: Annotated[Instant | None, Field(description="The new key's expiry")] = None
 
 
 class ApiKeyOut(BaseModel):

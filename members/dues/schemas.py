@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.instants import Day
 from core.money import MoneyIn, MoneyOut
 from core.periods import PERIOD_PATTERN
 from core.text import STORABLE
@@ -171,7 +172,7 @@ class ManualPaymentIn(BaseModel):
 
     channel: Literal["payroll", "bank_transfer", "cash"]
     amount: MoneyIn
-    occurred_on: Annotated[date, Field(description="Value date: when the money arrived")]
+    occurred_on: Annotated[Day, Field(description="Value date: when the money arrived")]
     period: Annotated[
         PeriodText | None,
         Field(
@@ -271,7 +272,7 @@ class TransferIn(BaseModel):
 
     to_organization_code: Code
     amount: MoneyIn
-    occurred_on: date
+    occurred_on: Day
     reference: Reference
     recorded_by: RecordedBy
 

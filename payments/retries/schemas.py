@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from core.http import INTEGRAL
 
 
 class ReasonRuleIn(BaseModel):
@@ -17,7 +19,7 @@ class ReasonRuleIn(BaseModel):
             "card; stop: give up on this month, keep the card"
         ),
     ]
-    max_retries: Annotated[StrictInt, Field(ge=0, le=10)] = 0
+    max_retries: Annotated[int, Field(ge=0, le=10), INTEGRAL] = 0
 
 
 class RetryPolicyIn(BaseModel):
@@ -26,7 +28,7 @@ class RetryPolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule_days: Annotated[
-        list[StrictInt],
+        list[Annotated[int, INTEGRAL]],
         Field(
             min_length=1,
             max_length=10,
@@ -35,7 +37,9 @@ class RetryPolicyIn(BaseModel):
         ),
     ] = [1, 3, 7]
     local_hour: Annotated[
-        StrictInt, Field(ge=0, le=23, description="Hour of the retry in the organisation's zone")
+        int,
+        Field(ge=0, le=23, description="Hour of the retry in the organisation's zone"),
+        INTEGRAL,
     ] = 10
     retry_after_payday: Annotated[
         StrictBool,

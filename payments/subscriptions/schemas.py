@@ -7,7 +7,6 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,6 +16,7 @@ from pydantic import (
 )
 
 from core.http import INTEGRAL
+from core.instants import Day, Instant
 from core.money import MoneyIn, MoneyOut
 from core.text import STORABLE
 
@@ -39,7 +39,7 @@ class Consent(BaseModel):
             description="Version of the autopayment terms the member accepted", examples=["2026-11"]
         ),
     ]
-    accepted_at: Annotated[AwareDatetime, Field(description="When the member accepted them")]
+    accepted_at: Annotated[Instant, Field(description="When the member accepted them")]
 
 
 class SubscriptionCreate(BaseModel):
@@ -138,7 +138,7 @@ class PauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     resume_on: Annotated[
-        date | None,
+        Day | None,
         Field(description="The day it resumes by itself; null: until resumed through the API"),
     ] = None
 

@@ -147,6 +147,8 @@ def test_partial_refunds_then_over_refund_changes_nothing(
         ({"reason": "x", "amount": {"value": "1.001", "currency": "RUB"}}, "amount.value"),
         ({"reason": "x", "amount": {"value": "1.00", "currency": "USD"}}, "amount.currency"),
         ({"reason": ""}, "reason"),
+        ({"reason": "   "}, "reason"),
+        ({"reason": "\x1c\x1d\x1e\x1f"}, "reason"),
         ({}, "reason"),
         ({"reason": "x", "extra": 1}, "extra"),
     ],

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from core.instants import Instant
 from core.outbox import EventType
 from webhooks.outbound.states import DeliveryStatus, DisabledReason, EndpointStatus
 
@@ -108,7 +109,7 @@ class ReplayRequest(BaseModel):
     )
 
     since: Annotated[
-        AwareDatetime, Field(description="Re-send every matching event that occurred since then")
+        Instant, Field(description="Re-send every matching event that occurred since then")
     ]
 
 
