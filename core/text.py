@@ -12,9 +12,10 @@ from pydantic_core import core_schema
 
 # The same rule for the contract: no NUL, no lone surrogate (a pair decodes to one character).
 STORABLE_PATTERN = "^[^\\u0000\\ud800-\\udfff]*$"
-STORABLE_NON_BLANK_PATTERN = (
-    "^[^\\u0000\\ud800-\\udfff]*[^\\s\\u0000\\ud800-\\udfff][^\\u0000\\ud800-\\udfff]*$"
-)
+# Stripped text must keep a non-space character: its own pattern (a JSON Schema pattern is a
+# search, not a match), beside the storable one in `allOf`. Fuzzers that cannot read the
+# surrogate range drop only that one and still know that blank text is invalid.
+NON_BLANK_PATTERN = "\\S"
 
 
 def storable(value: str) -> str:
@@ -78,10 +79,14 @@ class _Storable:
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
         # Text stripped before its length is checked needs a non-space character to be valid.
-        pattern = STORABLE_PATTERN if not _strips(schema) else STORABLE_NON_BLANK_PATTERN
         for target in json_schema.get("anyOf", [json_schema]):
-            if target.get("type") == "string":
-                target.setdefault("pattern", pattern)
+            if target.get("type") != "string":
+                continue
+            if _strips(schema):
+                target.setdefault("pattern", NON_BLANK_PATTERN)
+                target.setdefault("allOf", [{"pattern": STORABLE_PATTERN}])
+            else:
+                target.setdefault("pattern", STORABLE_PATTERN)
         return json_schema
 
 
