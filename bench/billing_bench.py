@@ -176,6 +176,8 @@ def run_once(args: argparse.Namespace, count: int) -> Result:
         settings = Settings(
             broker_url=args.broker_url,
             database_url=None,
+            # The run measures charging, not the pre-charge notice: every charge is due at once.
+            precharge_notice_days=0,
             master_key=master_key,
             blind_index_key=index_key,
         )

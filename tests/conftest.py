@@ -181,19 +181,26 @@ def faults() -> FaultPoints:
 
 
 @pytest.fixture
+def precharge_notice_days() -> int:
+    """Most tests are not about the pre-charge notice: a charge goes out as soon as it is
+    announced. tests/payments/test_recurring_engine.py runs with the real default; a module
+    about the notice overrides this fixture."""
+    return 0
+
+
+@pytest.fixture
 def container(
     database_url: str,
     all_tables: list[str],
     clock: Clock,
     emulator: EmulatorServer,
     faults: FaultPoints,
+    precharge_notice_days: int,
 ) -> Iterator[Container]:
     settings = Settings(
         broker_url=None,
         database_url=None,
-        # Most tests are not about the pre-charge notice: a charge goes out as soon as it is
-        # announced. tests/payments/test_recurring_engine.py runs with the real default.
-        precharge_notice_days=0,
+        precharge_notice_days=precharge_notice_days,
         master_key=MASTER_KEY,
         blind_index_key=BLIND_INDEX_KEY,
         link_secret=LINK_SECRET,

@@ -22,17 +22,18 @@ import calendar
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
 from core.db import transaction
 from core.money import MoneyOut
-from core.outbox import EventType, emit
+from core.outbox import EventType, emit, emit_many
 from core.periods import (
+    DEFAULT_TIMEZONE,
     billing_date,
     format_period,
     local_date,
@@ -41,16 +42,17 @@ from core.periods import (
     period_start,
 )
 from core.queue import TaskQueue
-from ledger.service import post_dues_accrual
 from members.models import Member, Organization
 from payments.charges import repository
-from payments.charges.models import Charge
-from payments.charges.service import (
-    TASK_SUBMIT,
-    ChargeService,
-    add_attempt,
-    recurring_payment_body,
+from payments.charges.models import Charge, ChargeAttempt
+from payments.charges.scheduling import (
+    AttemptDraft,
+    ChargeDraft,
+    ScheduledCharge,
+    insert_attempts,
+    schedule_charges,
 )
+from payments.charges.service import TASK_SUBMIT, ChargeService
 from payments.charges.states import (
     MONTHLY_KINDS,
     AttemptStatus,
@@ -58,10 +60,10 @@ from payments.charges.states import (
     ChargeStatus,
     charge_transition,
 )
-from payments.retries.policy import at_local_hour
+from payments.retries.policy import RetryPolicy, at_local_hour
 from payments.retries.service import effective_policy
 from payments.subscriptions.models import PaymentMethod, Subscription
-from payments.subscriptions.repository import amount_for_period
+from payments.subscriptions.repository import amounts_for_period
 from payments.subscriptions.states import CHARGEABLE_STATUSES, Cause, SubscriptionStatus, move
 
 log = structlog.get_logger("payments.billing")
@@ -70,6 +72,14 @@ log = structlog.get_logger("payments.billing")
 ATTEMPTABLE_STATUSES = frozenset(
     {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.STANDBY}
 )
+
+
+@dataclass(frozen=True)
+class _Chargeable:
+    subscription: Subscription
+    method: PaymentMethod
+    timezone: str
+    member_external_id: str | None
 
 
 @dataclass(frozen=True)
@@ -143,17 +153,19 @@ class BillingService:
                 batch = self._claim_batch(session, period, timezone, after)
                 if not batch:
                     break
-                for subscription, method, org_tz in batch:
-                    after = subscription.id
-                    # Chargeable subscriptions are card-mode, which always have a billing day.
-                    day = subscription.billing_day or 1
-                    if through_day and billing_date(period, day) > through_day:
-                        continue
-                    charged_on = None if through_day is None else subscription.billing_day
-                    if self._create_charge(
-                        session, subscription, method, org_tz, period, charged_on
-                    ):
-                        created += 1
+                after = batch[-1].subscription.id
+                # Chargeable subscriptions are card-mode, which always have a billing day.
+                due = [
+                    row
+                    for row in batch
+                    if through_day is None
+                    or billing_date(period, row.subscription.billing_day or 1) <= through_day
+                ]
+                scheduled = self._create_charges(
+                    session, due, period, on_billing_day=through_day is not None
+                )
+            created += len(scheduled)
+            self._enqueue([s.attempt_id for s in scheduled if s.attempt_id is not None])
         if created:
             log.info(
                 "billing.charges_created", period=period.isoformat(), count=created, tz=timezone
@@ -162,7 +174,7 @@ class BillingService:
 
     def _claim_batch(
         self, session: Session, period: date, timezone: str | None, after: uuid.UUID
-    ) -> list[tuple[Subscription, PaymentMethod, str]]:
+    ) -> list[_Chargeable]:
         already_charged = exists().where(
             and_(
                 Charge.subscription_id == Subscription.id,
@@ -171,9 +183,10 @@ class BillingService:
             )
         )
         query = (
-            select(Subscription, PaymentMethod, Organization.timezone)
+            select(Subscription, PaymentMethod, Organization.timezone, Member.external_id)
             .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
             .join(Organization, Organization.id == Subscription.organization_id)
+            .join(Member, Member.id == Subscription.member_id)
             .where(
                 Subscription.status.in_(CHARGEABLE_STATUSES),
                 Subscription.start_period <= period,
@@ -186,150 +199,181 @@ class BillingService:
         )
         if timezone is not None:
             query = query.where(Organization.timezone == timezone)
-        return [(row[0], row[1], row[2]) for row in session.execute(query)]
+        return [_Chargeable(row[0], row[1], row[2], row[3]) for row in session.execute(query)]
 
-    def _create_charge(
-        self,
-        session: Session,
-        subscription: Subscription,
-        method: PaymentMethod,
-        timezone: str,
-        period: date,
-        billing_day: int | None,
-    ) -> bool:
+    def _create_charges(
+        self, session: Session, batch: list[_Chargeable], period: date, *, on_billing_day: bool
+    ) -> list[ScheduledCharge]:
+        """A batch's charges in a handful of statements: amounts in one query, the charges,
+        their accruals and (when due already) first attempts through `schedule_charges`, and
+        every `charge.upcoming` in one insert."""
+        if not batch:
+            return []
         now = self._clock.now()
-        policy, _ = effective_policy(session, subscription.organization_id)
-        not_before = now + self._notice
-        if billing_day is not None:
-            on_day = at_local_hour(billing_date(period, billing_day), policy.local_hour, timezone)
-            not_before = max(not_before, on_day)
-        if card_expired_on(method, local_date(not_before, timezone)):
-            # An expired card is not charged at all: the member is asked for a new one.
-            move(
-                subscription,
-                SubscriptionStatus.NEEDS_PAYMENT_METHOD,
-                now,
-                Cause.CARD_EXPIRED,
-                reason="card_expired",
+        amounts = amounts_for_period(session, [row.subscription for row in batch], period)
+        policies: dict[uuid.UUID, RetryPolicy] = {}
+        drafts: list[ChargeDraft] = []
+        for row in batch:
+            subscription, method, timezone = row.subscription, row.method, row.timezone
+            org_id = subscription.organization_id
+            if org_id not in policies:
+                policies[org_id] = effective_policy(session, org_id)[0]
+            not_before = now + self._notice
+            if on_billing_day and subscription.billing_day is not None:
+                on_day = at_local_hour(
+                    billing_date(period, subscription.billing_day),
+                    policies[org_id].local_hour,
+                    timezone,
+                )
+                not_before = max(not_before, on_day)
+            if card_expired_on(method, local_date(not_before, timezone)):
+                # An expired card is not charged at all: the member is asked for a new one.
+                move(
+                    subscription,
+                    SubscriptionStatus.NEEDS_PAYMENT_METHOD,
+                    now,
+                    Cause.CARD_EXPIRED,
+                    reason="card_expired",
+                )
+                continue
+            amount = amounts[subscription.id]
+            if amount <= 0:
+                log.info("billing.nothing_to_charge", subscription_id=str(subscription.id))
+                continue
+            drafts.append(
+                ChargeDraft(
+                    subscription_id=subscription.id,
+                    member_id=subscription.member_id,
+                    organization_id=org_id,
+                    timezone=timezone,
+                    period_month=period,
+                    kind=ChargeKind.RECURRING,
+                    amount_kopecks=amount,
+                    currency=subscription.currency,
+                    accrual_kopecks=amount,
+                    not_before=not_before,
+                    retry_until=period_start(next_period(period), timezone),
+                    shop_id=method.shop_id,
+                    payment_method_id=method.id,
+                    upcoming_notice_at=now,
+                )
             )
-            return False
-        amount = amount_for_period(session, subscription, period)
-        charge_id = session.scalar(
-            insert(Charge)
-            .values(
-                id=uuid.uuid4(),
-                subscription_id=subscription.id,
-                member_id=subscription.member_id,
-                organization_id=subscription.organization_id,
-                period_month=period,
-                kind=ChargeKind.RECURRING,
-                status=ChargeStatus.PENDING,
-                amount_kopecks=amount,
-                currency=subscription.currency,
-                created_at=now,
-                upcoming_notice_at=now,
-                next_attempt_at=not_before,
-                retry_until=period_start(next_period(period), timezone),
-            )
-            .on_conflict_do_nothing(
-                index_elements=["subscription_id", "period_month"],
-                index_where=text("kind IN ('initial', 'recurring')"),
-            )
-            .returning(Charge.id)
-        )
-        if charge_id is None:
-            return False
-        post_dues_accrual(
+        scheduled = schedule_charges(session, drafts, now=now)
+        external_ids = {row.subscription.id: row.member_external_id for row in batch}
+        emit_many(
             session,
-            member_id=subscription.member_id,
-            organization_id=subscription.organization_id,
-            period_month=period,
-            amount_kopecks=amount,
-            occurred_at=min(now, period_start(period, timezone)),
-            recorded_at=now,
-            source_type="charge",
-            source_id=str(charge_id),
-            timezone=timezone,
+            type=EventType.CHARGE_UPCOMING,
+            occurred_at=now,
+            events=[
+                (
+                    item.draft.organization_id,
+                    upcoming_payload(
+                        item.draft,
+                        charge_id=item.charge_id,
+                        member_external_id=external_ids[item.draft.subscription_id],
+                    ),
+                )
+                for item in scheduled
+            ],
         )
-        announce_charge(
-            session,
-            subscription,
-            charge_id=charge_id,
-            period=period,
-            amount_kopecks=amount,
-            not_before=not_before,
-            timezone=timezone,
-            now=now,
-        )
-        return True
+        return scheduled
+
+    def _enqueue(self, attempt_ids: list[uuid.UUID]) -> None:
+        # After commit; if a message is lost the sweeper submits the attempt anyway.
+        for attempt_id in attempt_ids:
+            self._queue.enqueue(TASK_SUBMIT, attempt_id=str(attempt_id))
 
     # -- attempts -------------------------------------------------------------------------
 
     def create_due_attempts(self) -> int:
-        """Make the next attempt (a new key) of every open charge whose time has come."""
+        """Make the next attempt (a new key) of every open charge whose time has come: a
+        monthly charge after its notice period, and every retry the policy scheduled (of
+        monthly and standby shortfall charges alike)."""
         made = 0
         while True:
             now = self._clock.now()
-            attempt_ids: list[uuid.UUID] = []
             with transaction(self._sessions) as session:
                 charges = repository.claim_due_charges(session, now, self._batch_size)
                 if not charges:
                     break
-                for charge in charges:
-                    attempt_id = self._attempt(session, charge, now)
-                    if attempt_id is not None:
-                        attempt_ids.append(attempt_id)
-            # Enqueue after commit; if a message is lost the sweeper submits the attempt anyway.
-            for attempt_id in attempt_ids:
-                self._queue.enqueue(TASK_SUBMIT, attempt_id=str(attempt_id))
+                attempt_ids = self._attempts(session, charges, now)
+            self._enqueue(attempt_ids)
             made += len(attempt_ids)
         if made:
             log.info("billing.attempts_created", count=made)
         return made
 
-    def _attempt(self, session: Session, charge: Charge, now: datetime) -> uuid.UUID | None:
+    def _attempts(self, session: Session, charges: list[Charge], now: datetime) -> list[uuid.UUID]:
+        """The claimed charges' next attempts, with everything they need read in four queries
+        and the attempts inserted in one."""
+        previous = repository.last_attempts(session, [charge.id for charge in charges])
+        subscriptions = repository.subscriptions_for_update(
+            session, [charge.subscription_id for charge in charges]
+        )
+        methods = repository.payment_methods(
+            session, [s.payment_method_id for s in subscriptions.values() if s.payment_method_id]
+        )
+        zones = repository.timezones(session, [charge.organization_id for charge in charges])
+        drafts: list[AttemptDraft] = []
+        for charge in charges:
+            last = previous.get(charge.id)
+            subscription = subscriptions[charge.subscription_id]
+            method = (
+                methods.get(subscription.payment_method_id)
+                if subscription.payment_method_id
+                else None
+            )
+            if self._may_attempt(charge, last, subscription, method, zones, now):
+                assert method is not None
+                drafts.append(
+                    AttemptDraft(
+                        charge_id=charge.id,
+                        subscription_id=charge.subscription_id,
+                        attempt_no=(last.attempt_no + 1) if last else 1,
+                        period_month=charge.period_month,
+                        amount_kopecks=charge.amount_kopecks,
+                        currency=charge.currency,
+                        shop_id=method.shop_id,
+                        payment_method_id=method.id,
+                    )
+                )
+        return insert_attempts(session, drafts, now)
+
+    @staticmethod
+    def _may_attempt(
+        charge: Charge,
+        previous: ChargeAttempt | None,
+        subscription: Subscription,
+        method: PaymentMethod | None,
+        zones: dict[uuid.UUID, str],
+        now: datetime,
+    ) -> bool:
         # Whatever happens below, this charge's due time is consumed in this transaction.
         charge.next_attempt_at = None
-        previous = repository.last_attempt(session, charge.id)
         if previous is not None and previous.status != AttemptStatus.CANCELED:
             # A new key only after the gateway said the last attempt is over (G1).
             log.error("billing.attempt_still_open", charge_id=str(charge.id))
-            return None
-        subscription = session.get(Subscription, charge.subscription_id, with_for_update=True)
-        assert subscription is not None
-        method = (
-            session.get(PaymentMethod, subscription.payment_method_id)
-            if subscription.payment_method_id
-            else None
-        )
+            return False
         if subscription.status not in ATTEMPTABLE_STATUSES or method is None:
             # Paused, canceled or without a card since the notice: this month is not charged.
             charge.status = charge_transition(ChargeStatus(charge.status), ChargeStatus.CANCELED)
             charge.settled_at = now
             charge.failure_reason = f"subscription_{subscription.status}"
             log.info("charge.withdrawn", charge_id=str(charge.id), status=subscription.status)
-            return None
+            return False
         if previous is not None and charge.retry_until is not None and now >= charge.retry_until:
             # The month is over: no retry reaches into the next one.
             ChargeService.fail_charge(
                 charge, subscription, charge.failure_reason or "month_ended", now
             )
             log.info("charge.month_ended", charge_id=str(charge.id))
-            return None
-        timezone = _timezone(session, charge.organization_id)
+            return False
+        timezone = zones.get(charge.organization_id, DEFAULT_TIMEZONE)
         if card_expired_on(method, local_date(now, timezone)):
             ChargeService.fail_charge(charge, subscription, "card_expired", now, card_dead=True)
             log.info("charge.card_expired", charge_id=str(charge.id))
-            return None
-        attempt = add_attempt(
-            session,
-            charge,
-            shop_id=method.shop_id,
-            body_for=lambda attempt_id: recurring_payment_body(attempt_id, charge),
-            now=now,
-            payment_method_id=method.id,
-        )
-        return attempt.id
+            return False
+        return True
 
     # -- expiring cards -------------------------------------------------------------------
 
@@ -387,36 +431,21 @@ def next_charge_day(
     return billing_date(period, subscription.billing_day or 1)
 
 
-def announce_charge(
-    session: Session,
-    subscription: Subscription,
-    *,
-    charge_id: uuid.UUID,
-    period: date,
-    amount_kopecks: int,
-    not_before: datetime,
-    timezone: str,
-    now: datetime,
-) -> None:
+def upcoming_payload(
+    draft: ChargeDraft, *, charge_id: uuid.UUID, member_external_id: str | None
+) -> dict[str, Any]:
     """`charge.upcoming`: the member is told before every automatic charge (YooKassa's rule),
     and the charge is not attempted before `charge_not_before`."""
-    member = session.get(Member, subscription.member_id)
-    emit(
-        session,
-        type=EventType.CHARGE_UPCOMING,
-        organization_id=subscription.organization_id,
-        occurred_at=now,
-        payload={
-            "charge_id": str(charge_id),
-            "subscription_id": str(subscription.id),
-            "member_id": str(subscription.member_id),
-            "member_external_id": member.external_id if member else None,
-            "period": format_period(period),
-            "amount": MoneyOut.of(amount_kopecks, subscription.currency).model_dump(),
-            "charge_on": local_date(not_before, timezone).isoformat(),
-            "charge_not_before": not_before.isoformat(),
-        },
-    )
+    return {
+        "charge_id": str(charge_id),
+        "subscription_id": str(draft.subscription_id),
+        "member_id": str(draft.member_id),
+        "member_external_id": member_external_id,
+        "period": format_period(draft.period_month),
+        "amount": MoneyOut.of(draft.amount_kopecks, draft.currency).model_dump(),
+        "charge_on": local_date(draft.not_before, draft.timezone).isoformat(),
+        "charge_not_before": draft.not_before.isoformat(),
+    }
 
 
 def _emit_card_expiring(
@@ -444,9 +473,3 @@ def _emit_card_expiring(
             "next_charge_on": next_day.isoformat(),
         },
     )
-
-
-def _timezone(session: Session, organization_id: uuid.UUID) -> str:
-    org = session.get(Organization, organization_id)
-    assert org is not None
-    return org.timezone

@@ -6,10 +6,13 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
+from members.models import Organization
 from payments.charges.models import Charge, ChargeAttempt
 from payments.charges.states import MONTHLY_KINDS, AttemptStatus, ChargeKind, ChargeStatus
+from payments.subscriptions.models import PaymentMethod, Subscription
 
 OPEN_ATTEMPT_STATUSES = (AttemptStatus.CREATED, AttemptStatus.SUBMITTING, AttemptStatus.PENDING)
 
@@ -128,3 +131,61 @@ def attempts_of(session: Session, charge_id: uuid.UUID) -> list[ChargeAttempt]:
             .order_by(ChargeAttempt.attempt_no)
         )
     )
+
+
+def last_attempts(session: Session, charge_ids: list[uuid.UUID]) -> dict[uuid.UUID, ChargeAttempt]:
+    """Each charge's latest attempt, for many charges in one query."""
+    if not charge_ids:
+        return {}
+    return {
+        attempt.charge_id: attempt
+        for attempt in session.scalars(
+            select(ChargeAttempt)
+            .where(ChargeAttempt.charge_id.in_(charge_ids))
+            .ext(distinct_on(ChargeAttempt.charge_id))
+            .order_by(ChargeAttempt.charge_id, ChargeAttempt.attempt_no.desc())
+        )
+    }
+
+
+def subscriptions_for_update(
+    session: Session, subscription_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Subscription]:
+    """Lock many subscriptions in one statement, in id order (so two lockers never deadlock)."""
+    if not subscription_ids:
+        return {}
+    return {
+        subscription.id: subscription
+        for subscription in session.scalars(
+            select(Subscription)
+            .where(Subscription.id.in_(set(subscription_ids)))
+            .order_by(Subscription.id)
+            .with_for_update()
+        )
+    }
+
+
+def payment_methods(
+    session: Session, method_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, PaymentMethod]:
+    if not method_ids:
+        return {}
+    return {
+        method.id: method
+        for method in session.scalars(
+            select(PaymentMethod).where(PaymentMethod.id.in_(set(method_ids)))
+        )
+    }
+
+
+def timezones(session: Session, organization_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not organization_ids:
+        return {}
+    return {
+        row[0]: row[1]
+        for row in session.execute(
+            select(Organization.id, Organization.timezone).where(
+                Organization.id.in_(set(organization_ids))
+            )
+        )
+    }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -34,6 +34,17 @@ from members.models import Member, Organization
 from members.pii import DataKeyMissing, MemberVault
 from payments.charges import repository
 from payments.charges.models import Charge, ChargeAttempt
+from payments.charges.scheduling import (
+    FIRST_CHECK,
+    payment_description,
+    payment_metadata,
+    saved_card_payment_body,
+)
+
+# Re-exported: the metadata names are read by the inbound notifications and the tests.
+from payments.charges.scheduling import META_ATTEMPT as META_ATTEMPT
+from payments.charges.scheduling import META_CHARGE as META_CHARGE
+from payments.charges.scheduling import META_SUBSCRIPTION as META_SUBSCRIPTION
 from payments.charges.states import (
     ATTEMPT_TRANSITIONS,
     SELF_SERVICE_KINDS,
@@ -61,13 +72,9 @@ log = structlog.get_logger("payments.charges")
 TASK_SUBMIT = "payments.submit_attempt"
 TASK_RESOLVE = "payments.resolve_attempt"
 
-META_ATTEMPT = "vznos_attempt_id"
-META_CHARGE = "vznos_charge_id"
-META_SUBSCRIPTION = "vznos_subscription_id"
-
 # How long the sweeper waits before looking at an open attempt again, by how often it looked.
 CHECK_BACKOFF = (
-    timedelta(minutes=1),
+    FIRST_CHECK,
     timedelta(minutes=5),
     timedelta(minutes=30),
     timedelta(hours=2),
@@ -110,12 +117,6 @@ def recheck_delay(checks: int, retry_after_seconds: float | None, rng: random.Ra
     return delay * (1 + rng.uniform(0, CHECK_JITTER_FRACTION))
 
 
-def payment_description(period_month: date) -> str:
-    # Shown to the member by the acquirer and in their bank app: neutral on purpose, it must not
-    # tell an employer looking over a shoulder that this is a trade union.
-    return f"Взнос за {period_month.month:02d}.{period_month.year}"
-
-
 def charge_description(charge: Charge) -> str:
     """What the acquirer shows for a charge (at most 128 characters, neutral like the above)."""
     if charge.kind == ChargeKind.CARD_CHANGE:
@@ -128,11 +129,7 @@ def charge_description(charge: Charge) -> str:
 
 
 def metadata_for(attempt_id: uuid.UUID, charge: Charge) -> dict[str, str]:
-    return {
-        META_ATTEMPT: str(attempt_id),
-        META_CHARGE: str(charge.id),
-        META_SUBSCRIPTION: str(charge.subscription_id),
-    }
+    return payment_metadata(attempt_id, charge.id, charge.subscription_id)
 
 
 def initial_payment_body(attempt_id: uuid.UUID, charge: Charge, return_url: str) -> dict[str, Any]:
@@ -150,12 +147,14 @@ def initial_payment_body(attempt_id: uuid.UUID, charge: Charge, return_url: str)
 def recurring_payment_body(attempt_id: uuid.UUID, charge: Charge) -> dict[str, Any]:
     """The body of an automatic charge, without the card token: `with_card_token` adds it,
     decrypted, just before each send, so it never rests in plaintext."""
-    return {
-        "amount": {"value": format_kopecks(charge.amount_kopecks), "currency": charge.currency},
-        "capture": True,
-        "description": payment_description(charge.period_month),
-        "metadata": metadata_for(attempt_id, charge),
-    }
+    return saved_card_payment_body(
+        attempt_id,
+        charge_id=charge.id,
+        subscription_id=charge.subscription_id,
+        period_month=charge.period_month,
+        amount_kopecks=charge.amount_kopecks,
+        currency=charge.currency,
+    )
 
 
 class CardTokenUnreadable(Exception):

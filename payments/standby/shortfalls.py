@@ -33,16 +33,16 @@ from core.db import transaction
 from core.errors import DomainError
 from core.money import MoneyOut, format_kopecks
 from core.outbox import EventType, emit
-from core.periods import format_period, local_date, parse_period, period_of, period_start
+from core.periods import format_period, local_date, parse_period, period_of
 from core.queue import TaskQueue
 from ledger.models import Account, JournalEntry, Posting
-from ledger.service import post_dues_accrual
 from ledger.states import AccountKind, Channel, EntryKind
 from members.dues.service import ancestors_and_self
 from members.models import Member, Organization
 from members.service import Principal, visible_member, visible_organization
 from payments.charges.models import Charge
-from payments.charges.service import TASK_SUBMIT, add_attempt, recurring_payment_body
+from payments.charges.scheduling import ChargeDraft, schedule_charges
+from payments.charges.service import TASK_SUBMIT
 from payments.charges.states import ChargeKind, ChargeStatus
 from payments.refunds.service import RefundService
 from payments.standby.errors import InvalidShortfall, ShortfallConflict, ShortfallNotFound
@@ -67,6 +67,11 @@ from payments.subscriptions.states import SubscriptionMode, SubscriptionStatus
 log = structlog.get_logger("payments.standby")
 
 DEFAULT_LATE_PAYROLL_RULE = LatePayrollRule.CARRY_FORWARD
+# A declined shortfall charge is retried by the organisation's retry policy for this long after
+# its first attempt: the default schedule (+1, +3, +7 days) and the two paydays of a month fit,
+# and it ends before the same day next month. (A monthly charge's retries end with its month;
+# a shortfall is often recorded for a month already over.)
+SHORTFALL_RETRY_WINDOW = timedelta(days=28)
 
 
 @dataclass(frozen=True)
@@ -211,10 +216,7 @@ class ShortfallService:
                 )
                 if not due:
                     break
-                for shortfall in due:
-                    attempt_id = self._charge(session, shortfall, now)
-                    if attempt_id is not None:
-                        attempt_ids.append(attempt_id)
+                attempt_ids = self._charge(session, due, now)
             # Enqueue after commit; a lost message is submitted by the attempt sweeper anyway.
             for attempt_id in attempt_ids:
                 self._queue.enqueue(TASK_SUBMIT, attempt_id=str(attempt_id))
@@ -224,8 +226,37 @@ class ShortfallService:
         return made
 
     def _charge(
+        self, session: Session, due: list[PayrollShortfall], now: datetime
+    ) -> list[uuid.UUID]:
+        """Charge the due shortfalls through `schedule_charges`, like every monthly charge: the
+        charge of exactly the shortfall, the month's accrual if nothing accrued it yet, and the
+        first attempt, since the notice period is over. A declined attempt is retried by the
+        organisation's retry policy (`BillingService.create_due_attempts`) until
+        `SHORTFALL_RETRY_WINDOW` after this first one."""
+        drafts: dict[ChargeDraft, PayrollShortfall] = {}
+        for shortfall in due:
+            draft = self._draft(session, shortfall, now)
+            if draft is not None:
+                drafts[draft] = shortfall
+        scheduled = schedule_charges(session, list(drafts), now=now)
+        for item in scheduled:
+            shortfall = drafts[item.draft]
+            # At most one charge per shortfall: the shortfall row is locked, becomes `charging`
+            # with this charge in the same transaction, and `charge_id` is unique.
+            shortfall.status = shortfall_transition(
+                ShortfallStatus(shortfall.status), ShortfallStatus.CHARGING
+            )
+            shortfall.charge_id = item.charge_id
+            log.info(
+                "shortfall.charging", shortfall_id=str(shortfall.id), charge_id=str(item.charge_id)
+            )
+        if len(scheduled) != len(drafts):
+            log.error("shortfalls.charge_not_inserted", count=len(drafts) - len(scheduled))
+        return [item.attempt_id for item in scheduled if item.attempt_id is not None]
+
+    def _draft(
         self, session: Session, shortfall: PayrollShortfall, now: datetime
-    ) -> uuid.UUID | None:
+    ) -> ChargeDraft | None:
         member = session.get(Member, shortfall.member_id)
         assert member is not None
         subscription = (
@@ -248,51 +279,23 @@ class ShortfallService:
             return None
         org = session.get(Organization, shortfall.organization_id)
         assert org is not None
-        # At most one charge per shortfall: the shortfall row is locked, becomes `charging`
-        # with this charge in the same transaction, and `charge_id` is unique.
-        charge = Charge(
-            id=uuid.uuid4(),
+        return ChargeDraft(
             subscription_id=subscription.id,
             member_id=shortfall.member_id,
             organization_id=shortfall.organization_id,
+            timezone=org.timezone,
             period_month=shortfall.period_month,
             kind=ChargeKind.SHORTFALL,
-            status=ChargeStatus.PENDING,
             amount_kopecks=shortfall.amount_kopecks,
             currency=shortfall.currency,
-            created_at=now,
-        )
-        session.add(charge)
-        session.flush()
-        # The card token is added, decrypted, just before each send (`with_card_token`).
-        attempt = add_attempt(
-            session,
-            charge,
+            # The month's dues: accrued by the member's plan as a rule; if nothing accrued the
+            # month yet, the standby amount (the member's monthly dues) is. Never twice.
+            accrual_kopecks=subscription.amount_kopecks,
+            not_before=now,
+            retry_until=now + SHORTFALL_RETRY_WINDOW,
             shop_id=method.shop_id,
-            body_for=lambda attempt_id: recurring_payment_body(attempt_id, charge),
-            now=now,
             payment_method_id=method.id,
         )
-        # The month's dues: accrued by the member's plan as a rule; if nothing accrued the month
-        # yet, the standby amount (the member's monthly dues) is. Never twice (keyed per month).
-        post_dues_accrual(
-            session,
-            member_id=shortfall.member_id,
-            organization_id=shortfall.organization_id,
-            period_month=shortfall.period_month,
-            amount_kopecks=subscription.amount_kopecks,
-            occurred_at=min(now, period_start(shortfall.period_month, org.timezone)),
-            recorded_at=now,
-            source_type="charge",
-            source_id=str(charge.id),
-            timezone=org.timezone,
-        )
-        shortfall.status = shortfall_transition(
-            ShortfallStatus(shortfall.status), ShortfallStatus.CHARGING
-        )
-        shortfall.charge_id = charge.id
-        log.info("shortfall.charging", shortfall_id=str(shortfall.id), charge_id=str(charge.id))
-        return attempt.id
 
     # -- late payroll -------------------------------------------------------------------------
 

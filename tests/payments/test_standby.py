@@ -14,10 +14,13 @@ from sqlalchemy import func, select, text
 from core.clock import ManualClock
 from core.outbox import Event
 from core.periods import parse_period
+from payments.charges.models import Charge, ChargeAttempt
+from payments.charges.service import card_token
 from payments.gateway.emulator import EmulatorServer
 from payments.gateway.emulator.faults import Fault
 from payments.gateway.emulator.testing import complete_checkout
 from payments.standby.models import CardBinding
+from payments.subscriptions.models import PaymentMethod
 from tests.conftest import Workers
 from vznos.checks import run_checks
 from vznos.container import Container
@@ -30,7 +33,7 @@ STANDBY_BODY: dict[str, Any] = {
     "consent": {"text_version": "standby-2026-11", "accepted_at": "2026-11-23T06:55:00Z"},
     "return_url": "https://crm.example.org/standby/thanks",
 }
-NOTICE = timedelta(days=3)  # the default VZNOS_PRE_CHARGE_NOTICE_DAYS
+NOTICE = timedelta(days=3)  # VZNOS_PRECHARGE_NOTICE_DAYS for this module (the fixture below)
 STANDBY_TABLES = (
     "subscriptions",
     "card_bindings",
@@ -41,6 +44,12 @@ STANDBY_TABLES = (
     "ledger_entries",
     "events",
 )
+
+
+@pytest.fixture
+def precharge_notice_days() -> int:
+    """These tests are about the pre-charge notice of standby shortfall charges."""
+    return NOTICE.days
 
 
 def add_member(client: httpx.Client, external_id: str = MEMBER) -> None:
@@ -549,4 +558,58 @@ def test_late_payroll_is_refunded_to_the_card_when_the_organization_says_so(
     workers.drain()
     account = client.get(f"/v1/members/{MEMBER}/account").json()
     assert account["balance"]["value"] == "0.00", account
+    assert run_checks(container) == []
+
+
+def test_a_declined_shortfall_charge_is_retried_by_the_retry_policy(
+    client: httpx.Client,
+    emulator: EmulatorServer,
+    workers: Workers,
+    container: Container,
+    clock: ManualClock,
+) -> None:
+    saved = enroll(client, emulator, workers)
+    with container.sessions() as session:
+        method = session.scalars(select(PaymentMethod)).one()
+        token = card_token(session, container.vault, method)
+    emulator.state.script_outcomes(token, ["insufficient_funds", "succeeded"])
+    shortfall = client.post(
+        f"/v1/members/{MEMBER}/payroll-shortfalls",
+        json={"period": "2026-11", "amount": {"value": "150.00", "currency": "RUB"}},
+    ).json()
+    clock.advance(NOTICE + timedelta(minutes=1))
+    assert container.shortfalls.charge_due() == 1
+    workers.drain()
+
+    # Declined for a reason that may pass later: the charge stays open with a retry on the
+    # policy's schedule (+1 day at 10:00 Moscow time), and standby stays standby.
+    [declined] = emulator.state.payments()
+    assert declined["status"] == "canceled"
+    with container.sessions() as session:
+        charge = session.scalars(select(Charge)).one()
+        [first] = session.scalars(select(ChargeAttempt)).all()
+    assert (charge.kind, charge.status) == ("shortfall", "pending")
+    assert (first.cancellation_reason, first.decision) == ("insufficient_funds", "retry")
+    assert charge.next_attempt_at is not None
+    assert charge.next_attempt_at > clock.now()
+    assert client.get(f"/v1/subscriptions/{saved['id']}").json()["status"] == "standby"
+    assert events(container, "payment.failed") == []
+
+    assert container.billing.create_due_attempts() == 0  # not due yet
+    clock.set(charge.next_attempt_at)
+    assert container.billing.create_due_attempts() == 1
+    workers.drain()
+    emulator.state.flush_notifications()
+    workers.drain()
+
+    # A new key for the retry; exactly one payment succeeded, of exactly the shortfall.
+    payments = emulator.state.payments()
+    assert [p["status"] for p in payments] == ["canceled", "succeeded"]
+    assert payments[1]["amount"] == {"value": "150.00", "currency": "RUB"}
+    with container.sessions() as session:
+        attempts = list(session.scalars(select(ChargeAttempt).order_by(ChargeAttempt.attempt_no)))
+    assert [p["idempotence_key"] for p in payments] == [str(a.id) for a in attempts]
+    charged = client.get(f"/v1/payroll-shortfalls/{shortfall['id']}").json()
+    assert charged["charge"]["status"] == "succeeded"
+    assert client.get(f"/v1/subscriptions/{saved['id']}").json()["status"] == "standby"
     assert run_checks(container) == []

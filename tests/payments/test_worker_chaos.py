@@ -99,12 +99,14 @@ class Workers:
         self._env = env
         self._log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
         self.started = 0
         self.killed_by_us = 0
 
     def start(self) -> subprocess.Popen[bytes]:
         self.started += 1
-        out = (self._log_dir / f"worker-{self.started}.log").open("wb")
+        log = self._log_dir / f"worker-{self.started}.log"
+        out = log.open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.payments.chaos_worker"],
             cwd=ROOT,
@@ -113,7 +115,18 @@ class Workers:
             stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
+        self.logs[proc.pid] = log
         return proc
+
+    def wait_ready(self, timeout_seconds: float = 90) -> None:
+        """Until every live worker consumes (it prints `ready`): a kill must hit a worker that
+        may be in the middle of a message, not one still importing on a busy machine."""
+        deadline = time.monotonic() + timeout_seconds
+        for proc in self.alive():
+            while b"ready" not in self.logs[proc.pid].read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]
@@ -200,6 +213,7 @@ def test_sigkilled_workers_neither_double_charge_nor_lose(
     try:
         for _ in range(2):
             workers.start()
+        workers.wait_ready()
         assert production.billing.run(PERIOD).charges_created == CHARGES
         deadline = time.monotonic() + 120
         while kills < KILLS and time.monotonic() < deadline:
@@ -210,6 +224,7 @@ def test_sigkilled_workers_neither_double_charge_nor_lose(
                 kills += 1
             while len(workers.alive()) < 2:  # restart the dead, whoever killed them
                 workers.start()
+            workers.wait_ready()
         # Heal: the chaos stops (fresh workers that never kill themselves), and the sweeper,
         # with time moved on, re-drives whatever is open until quiet.
         workers.kill_all()
