@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.networks import YOOKASSA_NOTIFICATION_NETWORKS, Network, parse_networks
@@ -64,8 +65,9 @@ class Settings(BaseSettings):
         default=2,
         ge=0,
         le=27,
-        description="`charge.upcoming` is raised this many days before every automatic charge, "
-        "and the charge waits until they have passed.",
+        description="`charge.upcoming` is raised this many days before every automatic charge "
+        "(monthly charges and standby shortfall charges alike), and the charge waits until they "
+        "have passed.",
     )
     card_expiring_notice_days: int = Field(
         default=10,
@@ -76,11 +78,13 @@ class Settings(BaseSettings):
     )
     # The resolver replays a create with the same key only while YooKassa still honours it.
     gateway_key_replay_limit_hours: float = 23.0
-    pre_charge_notice_days: float = Field(
-        default=3.0,
+    # Deprecated spelling of `precharge_notice_days` (it once set the standby shortfall notice
+    # alone); honoured when the new name is not set, and logged at start-up (`vznos.container`).
+    pre_charge_notice_days: float | None = Field(
+        default=None,
         ge=0,
-        description="How long before an automatic charge the member is told "
-        "(`charge.upcoming`); the charge waits for it.",
+        le=27,
+        description="Deprecated: use VZNOS_PRECHARGE_NOTICE_DAYS.",
     )
     accrual_rule: Literal["member_on_first_day", "member_any_day"] = Field(
         default="member_on_first_day",
@@ -199,6 +203,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
             raise ValueError("broker URL must start with amqp://, amqps://, redis:// or rediss://")
         return value or None
+
+    @model_validator(mode="after")
+    def _deprecated_notice_name(self) -> Settings:
+        if self.pre_charge_notice_days is not None and (
+            "precharge_notice_days" not in self.model_fields_set
+        ):
+            # Rounded up: a member is never told later than the operator asked for.
+            self.precharge_notice_days = math.ceil(self.pre_charge_notice_days)
+        return self
 
     @property
     def uses_emulator(self) -> bool:

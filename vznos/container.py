@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import dramatiq
+import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +59,8 @@ from webhooks.inbound.service import TASK_PROCESS, InboxService
 from webhooks.outbound.delivery import TASK_DELIVER, OutboundDeliveries
 from webhooks.outbound.sender import WebhookSender
 from webhooks.outbound.service import WebhookEndpointService
+
+log = structlog.get_logger("vznos.container")
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,16 @@ class Container:
         self.engine.dispose()
 
 
+def warn_deprecated(settings: Settings) -> None:
+    if settings.pre_charge_notice_days is not None:
+        log.warning(
+            "settings.deprecated",
+            name="VZNOS_PRE_CHARGE_NOTICE_DAYS",
+            use="VZNOS_PRECHARGE_NOTICE_DAYS",
+            precharge_notice_days=settings.precharge_notice_days,
+        )
+
+
 def build_container(
     settings: Settings,
     *,
@@ -125,6 +138,7 @@ def build_container(
     keyring: KeyRing | None = None,
 ) -> Container:
     clock = clock or SystemClock()
+    warn_deprecated(settings)
     keyring = keyring or build_keyring(settings)
     vault = MemberVault(keyring, PAYMENT_METHOD_COLUMNS)
     engine = make_engine(database_url, role=settings.database_role)
@@ -264,7 +278,7 @@ def build_container(
             sessions=sessions,
             clock=clock,
             queue=queue,
-            notice_period=timedelta(days=settings.pre_charge_notice_days),
+            notice_period=timedelta(days=settings.precharge_notice_days),
             refunds=refunds,
             batch_size=settings.billing_batch_size,
         ),
