@@ -22,7 +22,7 @@ from core.db import transaction
 from core.outbox import Event, EventType, emit
 from members.service import Principal
 from vznos.container import Container
-from webhooks.outbound import delivery as delivery_module
+from webhooks.outbound import repository
 from webhooks.outbound.delivery import TASK_DELIVER
 from webhooks.outbound.models import WebhookDelivery
 from webhooks.outbound.schemas import WebhookEndpointCreated
@@ -112,7 +112,7 @@ def test_a_relay_that_rolls_back_queues_nothing_and_the_next_one_sends_once(
     register()
     queue = _peek(container, outbound, monkeypatch)
     _emit(container, org_id, 3, clock)
-    add_delivery = delivery_module.repository.add_delivery
+    add_delivery = repository.add_delivery
     calls = 0
 
     def add_then_fail(*args: Any, **kwargs: Any) -> uuid.UUID | None:
@@ -120,9 +120,10 @@ def test_a_relay_that_rolls_back_queues_nothing_and_the_next_one_sends_once(
         calls += 1
         if calls == 3:
             raise RuntimeError("the database went away mid-relay")
-        return add_delivery(*args, **kwargs)
+        added: uuid.UUID | None = add_delivery(*args, **kwargs)
+        return added
 
-    monkeypatch.setattr(delivery_module.repository, "add_delivery", add_then_fail)
+    monkeypatch.setattr(repository, "add_delivery", add_then_fail)
     with pytest.raises(RuntimeError):
         outbound.deliveries.relay()
     assert queue.seen == []
@@ -130,7 +131,7 @@ def test_a_relay_that_rolls_back_queues_nothing_and_the_next_one_sends_once(
         assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
         assert session.scalar(select(func.count()).where(Event.relayed_at.is_(None))) == 3
 
-    monkeypatch.setattr(delivery_module.repository, "add_delivery", add_delivery)
+    monkeypatch.setattr(repository, "add_delivery", add_delivery)
     assert outbound.deliveries.relay() == 3
     assert outbound.deliveries.relay() == 0
     assert len(queue.seen) == 3 and len({d for d, _ in queue.seen}) == 3
