@@ -27,6 +27,26 @@ def attempt_by_gateway_payment(session: Session, payment_id: str) -> ChargeAttem
     )
 
 
+def attempt_for_gateway_payment(
+    session: Session, payment_id: str, named_attempt_id: str | None
+) -> uuid.UUID | None:
+    """Which attempt a gateway payment belongs to: by its id, or by the attempt id it carries
+    in metadata (the reply that gave us the id may have been lost)."""
+    attempt_id: uuid.UUID | None = session.scalar(
+        select(ChargeAttempt.id).where(ChargeAttempt.gateway_payment_id == payment_id)
+    )
+    if attempt_id is not None or not named_attempt_id:
+        return attempt_id
+    try:
+        candidate = uuid.UUID(named_attempt_id)
+    except ValueError:
+        return None
+    found = session.get(ChargeAttempt, candidate)
+    if found is not None and found.gateway_payment_id in (None, payment_id):
+        return found.id
+    return None
+
+
 def claim_due_attempts(session: Session, now: datetime, limit: int) -> list[ChargeAttempt]:
     """Open attempts whose check is due; several sweepers may run, each takes different rows."""
     return list(

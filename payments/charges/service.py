@@ -803,18 +803,7 @@ class ChargeService:
         """Which attempt a gateway payment belongs to: by its id, or by the attempt id it carries
         in metadata (the reply that gave us the id may have been lost)."""
         with self._sessions() as session:
-            attempt = repository.attempt_by_gateway_payment(session, payment_id)
-            if attempt is not None:
-                return attempt.id
-            if named_attempt_id:
-                try:
-                    candidate = uuid.UUID(named_attempt_id)
-                except ValueError:
-                    return None
-                found = session.get(ChargeAttempt, candidate)
-                if found is not None and found.gateway_payment_id in (None, payment_id):
-                    return found.id
-        return None
+            return repository.attempt_for_gateway_payment(session, payment_id, named_attempt_id)
 
 
 def _emit_payment(

@@ -17,16 +17,17 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
 from core.db import transaction
 from core.queue import TaskQueue
 from core.text import storable_json
+from payments.charges import repository as charges_repository
 from payments.charges.service import META_ATTEMPT, ChargeService
 from payments.refunds.service import META_REFUND, RefundService
 from payments.standby.enrollment import StandbyEnrollment
+from webhooks.inbound import repository
 from webhooks.inbound.errors import (
     ForbiddenSender,
     InvalidNotification,
@@ -101,6 +102,26 @@ def parse_notification(body: bytes) -> dict[str, Any]:
     return payload
 
 
+def _named_attempt(obj: dict[str, Any]) -> uuid.UUID | None:
+    """The attempt id our create put in the payment's metadata, if it is one."""
+    metadata = obj.get("metadata")
+    named = metadata.get(META_ATTEMPT) if isinstance(metadata, dict) else None
+    if not isinstance(named, str):
+        return None
+    try:
+        return uuid.UUID(named)
+    except ValueError:
+        return None
+
+
+def _made_by_vznos(session: Session, obj: dict[str, Any]) -> bool:
+    named = _named_attempt(obj)
+    attempt_id = charges_repository.attempt_for_gateway_payment(
+        session, obj["id"], str(named) if named else None
+    )
+    return attempt_id is not None
+
+
 def without_card_token(payload: dict[str, Any]) -> dict[str, Any]:
     """The notification as stored: a saved card's token is a credential to charge it, and the
     worker re-reads the payment from the API anyway, so it is not kept in plaintext here."""
@@ -160,18 +181,6 @@ class InboxService:
         payload = parse_notification(body)
         event: str = payload["event"]
         obj: dict[str, Any] = payload["object"]
-        if event in PAYMENT_EVENTS:
-            metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-            named = metadata.get(META_ATTEMPT) if metadata else None
-            if (
-                self._charges.attempt_for_gateway_payment(
-                    obj["id"], named if isinstance(named, str) else None
-                )
-                is None
-            ):
-                raise UnknownPayment(
-                    f"no payment {obj['id']!r} was made by Vznos", field="object.id"
-                )
         if (
             event in PAYMENT_METHOD_EVENTS
             and self._standby.binding_for_gateway_method(obj["id"]) is None
@@ -185,22 +194,23 @@ class InboxService:
         shop_id = self._default_shop_id
         if isinstance(recipient, dict) and isinstance(recipient.get("account_id"), str):
             shop_id = recipient["account_id"][:64]
+        payment_event = event in PAYMENT_EVENTS
         with transaction(self._sessions) as session:
-            inbox_id = session.scalar(
-                insert(InboxItem)
-                .values(
-                    id=uuid.uuid4(),
-                    source=SOURCE_YOOKASSA,
-                    shop_id=shop_id,
-                    event=event,
-                    object_id=obj["id"],
-                    payload=without_card_token(payload),
-                    received_at=self._clock.now(),
-                    attempts=0,
-                )
-                .on_conflict_do_nothing(index_elements=["source", "shop_id", "event", "object_id"])
-                .returning(InboxItem.id)
+            inbox_id = repository.store(
+                session,
+                source=SOURCE_YOOKASSA,
+                shop_id=shop_id,
+                event=event,
+                object_id=obj["id"],
+                payload=without_card_token(payload),
+                received_at=self._clock.now(),
+                payment_event=payment_event,
+                named_attempt=_named_attempt(obj) if payment_event else None,
             )
+            if inbox_id is None and payment_event and not _made_by_vznos(session, obj):
+                raise UnknownPayment(
+                    f"no payment {obj['id']!r} was made by Vznos", field="object.id"
+                )
         if inbox_id is None:
             log.info("webhook.duplicate_dropped", gateway_event=event)
             return Received(None, event)
