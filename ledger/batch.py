@@ -7,10 +7,13 @@ entries costs a handful of round trips instead of thousands.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -62,107 +65,124 @@ def accrual_draft(item: Accrual) -> EntryDraft:
     )
 
 
+def accrual_body_hash(item: Accrual) -> str:
+    """`accrual_draft(item).body_hash()` without building the draft: the same JSON text,
+    written out (a test holds the two equal). An accrual's body has a fixed shape."""
+    member, org, amount = item.member_id, item.organization_id, item.amount_kopecks
+    body = (
+        f'{{"channel": null, "kind": "accrual", "lines": [["member", "{member}",'
+        f' "member_dues_receivable", "RUB", "", {amount}], ["organization", "{org}",'
+        f' "dues_income", "RUB", "", {-amount}]], "member": "{member}",'
+        f' "occurred_at": "{item.occurred_at.isoformat()}",'
+        f' "period_month": "{item.period_month.isoformat()}", "reverses": null}}'
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def post_accruals(session: Session, items: list[Accrual], *, recorded_at: datetime) -> int:
-    """Post the accruals not posted yet; returns how many were posted."""
-    items = [item for item in items if item.amount_kopecks > 0]
-    if not items:
+    """Post the accruals not posted yet; returns how many were posted.
+
+    A handful of set-based statements per batch, whatever its size: the entries (skipping
+    keys already posted), the accounts, the postings by COPY, the balances and the months."""
+    by_key: dict[str, Accrual] = {}
+    for item in items:
+        if item.amount_kopecks > 0:
+            by_key[f"accrual:{item.member_id}:{format_period(item.period_month)}"] = item
+    if not by_key:
         return 0
-    drafts = {accrual_draft(item).idempotency_key: (item, accrual_draft(item)) for item in items}
-    occurred_periods = {
-        key: period_of(item.occurred_at, item.timezone) for key, (item, _) in drafts.items()
-    }
-    closed = _closes_by_organization(session, items, min(occurred_periods.values()))
+    occurred_periods: dict[tuple[datetime, str], date] = {}
+    for item in by_key.values():
+        instant = (item.occurred_at, item.timezone)
+        if instant not in occurred_periods:
+            occurred_periods[instant] = period_of(item.occurred_at, item.timezone)
+    closed = _closes_by_organization(session, by_key.values(), min(occurred_periods.values()))
     booked: dict[tuple[uuid.UUID, date], date] = {}
-    rows = []
-    for key, (item, draft) in drafts.items():
-        occurred = occurred_periods[key]
+    columns: dict[str, list[Any]] = defaultdict(list)
+    entry_ids: dict[uuid.UUID, Accrual] = {}
+    for key, item in by_key.items():
+        occurred = occurred_periods[(item.occurred_at, item.timezone)]
         slot = (item.organization_id, occurred)
         if slot not in booked:
             booked[slot] = first_open(occurred, closed.get(item.organization_id, set()))
-        rows.append(
-            {
-                "id": uuid.uuid4(),
-                "key": key,
-                "hash": draft.body_hash(),
-                "org": item.organization_id,
-                "member": item.member_id,
-                "occurred": item.occurred_at,
-                "booked": booked[slot],
-                "period": item.period_month,
-                "source_type": item.source_type,
-                "source_id": item.source_id,
-                "description": draft.description,
-            }
-        )
-    inserted = {
-        row.idempotency_key: row.id
-        for row in session.execute(
-            text(
-                "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind,"
-                " organization_id, member_id, occurred_at, recorded_at, booked_period,"
-                " period_month, source_type, source_id, description)"
-                " SELECT id, key, hash, 'accrual', org, member, occurred, :recorded, booked,"
-                " period, source_type, source_id, description FROM unnest("
-                " CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[]),"
-                " CAST(:orgs AS uuid[]), CAST(:members AS uuid[]),"
-                " CAST(:occurred AS timestamptz[]), CAST(:booked AS date[]),"
-                " CAST(:periods AS date[]), CAST(:source_types AS text[]),"
-                " CAST(:source_ids AS text[]), CAST(:descriptions AS text[]))"
-                " AS r(id, key, hash, org, member, occurred, booked, period, source_type,"
-                " source_id, description)"
-                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id"
-            ),
-            {
-                "recorded": recorded_at,
-                "ids": [r["id"] for r in rows],
-                "keys": [r["key"] for r in rows],
-                "hashes": [r["hash"] for r in rows],
-                "orgs": [r["org"] for r in rows],
-                "members": [r["member"] for r in rows],
-                "occurred": [r["occurred"] for r in rows],
-                "booked": [r["booked"] for r in rows],
-                "periods": [r["period"] for r in rows],
-                "source_types": [r["source_type"] for r in rows],
-                "source_ids": [r["source_id"] for r in rows],
-                "descriptions": [r["description"] for r in rows],
-            },
-        )
-    }
+        entry_id = uuid.uuid4()
+        entry_ids[entry_id] = item
+        columns["ids"].append(entry_id)
+        columns["keys"].append(key)
+        columns["hashes"].append(accrual_body_hash(item))
+        columns["orgs"].append(item.organization_id)
+        columns["members"].append(item.member_id)
+        columns["occurred"].append(item.occurred_at)
+        columns["booked"].append(booked[slot])
+        columns["periods"].append(item.period_month)
+        columns["source_types"].append(item.source_type)
+        columns["source_ids"].append(item.source_id)
+        columns["descriptions"].append(f"Dues for {format_period(item.period_month)}")
+    # Concurrent accruers of the same member-month wait for each other here and the loser
+    # skips it, so the batch never fails on a race.
+    inserted = session.scalars(
+        text(
+            "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind,"
+            " organization_id, member_id, occurred_at, recorded_at, booked_period,"
+            " period_month, source_type, source_id, description)"
+            " SELECT id, key, hash, 'accrual', org, member, occurred, :recorded, booked,"
+            " period, source_type, source_id, description FROM unnest("
+            " CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[]),"
+            " CAST(:orgs AS uuid[]), CAST(:members AS uuid[]),"
+            " CAST(:occurred AS timestamptz[]), CAST(:booked AS date[]),"
+            " CAST(:periods AS date[]), CAST(:source_types AS text[]),"
+            " CAST(:source_ids AS text[]), CAST(:descriptions AS text[]))"
+            " AS r(id, key, hash, org, member, occurred, booked, period, source_type,"
+            " source_id, description)"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+        ),
+        {"recorded": recorded_at, **columns},
+    ).all()
     if not inserted:
         return 0
-    posted = [drafts[key] for key in inserted]
+    posted = [(entry_id, entry_ids[entry_id]) for entry_id in inserted]
     refs: set[AccountRef] = set()
-    for _, draft in posted:
-        refs.update(line.account for line in draft.lines)
+    for organization in {item.organization_id for _, item in posted}:
+        refs.add(org_account(organization, AccountKind.DUES_INCOME))
+    for _, item in posted:
+        refs.add(receivable(item.member_id))
     ids = account_ids(session, refs, recorded_at)
-    postings: dict[str, list[object]] = defaultdict(list)
+    income = {
+        ref.owner_id: account for ref, account in ids.items() if ref.kind == AccountKind.DUES_INCOME
+    }
+    receivables = {
+        ref.owner_id: account
+        for ref, account in ids.items()
+        if ref.kind == AccountKind.MEMBER_DUES_RECEIVABLE
+    }
     deltas: dict[uuid.UUID, tuple[int, int]] = {}
-    for item, draft in posted:
-        for line in draft.lines:
-            account = ids[line.account]
-            postings["entries"].append(inserted[draft.idempotency_key])
-            postings["accounts"].append(account)
-            postings["amounts"].append(line.amount_kopecks)
-            postings["occurred"].append(item.occurred_at)
-            amount, count = deltas.get(account, (0, 0))
-            deltas[account] = (amount + line.amount_kopecks, count + 1)
-    session.execute(
-        text(
-            "INSERT INTO ledger_postings (entry_id, account_id, amount_kopecks, currency,"
-            " occurred_at) SELECT e, a, m, 'RUB', o FROM unnest(CAST(:entries AS uuid[]),"
-            " CAST(:accounts AS uuid[]), CAST(:amounts AS bigint[]),"
-            " CAST(:occurred AS timestamptz[])) AS p(e, a, m, o)"
-        ),
-        postings,
-    )
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(_COPY_POSTINGS) as copy:
+        copy.set_types(["uuid", "uuid", "int8", "text", "timestamptz"])
+        for entry_id, item in posted:
+            amount = item.amount_kopecks
+            debit, credit = receivables[item.member_id], income[item.organization_id]
+            copy.write_row((entry_id, debit, amount, "RUB", item.occurred_at))
+            copy.write_row((entry_id, credit, -amount, "RUB", item.occurred_at))
+            total, count = deltas.get(debit, (0, 0))
+            deltas[debit] = (total + amount, count + 1)
+            total, count = deltas.get(credit, (0, 0))
+            deltas[credit] = (total - amount, count + 1)
     balances = apply_balance_deltas(session, deltas, recorded_at)
-    _accrue_months(session, [item for item, _ in posted], ids, balances)
-    arrears.track(session, {item.member_id for item, _ in posted}, now=recorded_at)
+    _accrue_months(session, [item for _, item in posted], receivables, balances)
+    arrears.track(session, {item.member_id for _, item in posted}, now=recorded_at)
     return len(posted)
 
 
+# Binary COPY: all of an entry's postings in one statement, which the database checks at its
+# end (every entry touched sums to zero), at the price of the bare table's COPY.
+_COPY_POSTINGS = (
+    "COPY ledger_postings (entry_id, account_id, amount_kopecks, currency, occurred_at)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+
+
 def _closes_by_organization(
-    session: Session, items: list[Accrual], since: date
+    session: Session, items: Iterable[Accrual], since: date
 ) -> dict[uuid.UUID, set[date]]:
     """Every organisation's closed months in one query, not one query per organisation."""
     organizations = list({item.organization_id for item in items})
@@ -181,11 +201,12 @@ def _closes_by_organization(
 def _accrue_months(
     session: Session,
     items: list[Accrual],
-    ids: dict[AccountRef, uuid.UUID],
+    receivables: dict[uuid.UUID, uuid.UUID],
     balances: dict[uuid.UUID, int],
 ) -> None:
     """Add each accrued month to the member's months, paid from any credit the member had.
-    Members with a later month already (accrued ahead) are recomputed instead."""
+    Members with a later month already (accrued ahead), or with several months in this batch,
+    are recomputed instead."""
     members = [item.member_id for item in items]
     later = set(
         session.scalars(
@@ -197,11 +218,17 @@ def _accrue_months(
             {"members": members, "periods": [item.period_month for item in items]},
         )
     )
+    if len(set(members)) < len(members):
+        seen: set[uuid.UUID] = set()
+        for member in members:
+            if member in seen:
+                later.add(member)
+            seen.add(member)
     simple = [item for item in items if item.member_id not in later]
     if simple:
         paid = []
         for item in simple:
-            balance_after = balances[ids[receivable(item.member_id)]]
+            balance_after = balances[receivables[item.member_id]]
             credit = max(-(balance_after - item.amount_kopecks), 0)
             paid.append(min(item.amount_kopecks, credit))
         session.execute(
@@ -223,6 +250,8 @@ def _accrue_months(
                 "paid": paid,
             },
         )
+    recomputed: set[uuid.UUID] = set()
     for item in items:
-        if item.member_id in later:
+        if item.member_id in later and item.member_id not in recomputed:
+            recomputed.add(item.member_id)
             dues.recompute(session, item.member_id, item.organization_id, "RUB")

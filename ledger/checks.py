@@ -145,9 +145,40 @@ def dues_months_match_postings(session: Session) -> list[Violation]:
     )
 
 
+def arrears_summary_matches_months(session: Session) -> list[Violation]:
+    """The arrears summary (kept by a trigger) holds exactly the unpaid months, per member and
+    organisation."""
+    rows = session.execute(
+        text(
+            "WITH expected AS ("
+            "  SELECT member_id, organization_id, count(*) AS months,"
+            "  sum(accrued_kopecks - paid_kopecks) AS kopecks, min(period_month) AS oldest"
+            "  FROM ledger_dues_months WHERE paid_kopecks < accrued_kopecks"
+            "  GROUP BY member_id, organization_id)"
+            " SELECT coalesce(x.member_id, a.member_id) AS member_id,"
+            " coalesce(x.organization_id, a.organization_id) AS organization_id,"
+            " x.months AS expected_months, x.kopecks AS expected_kopecks,"
+            " a.months_owed AS kept_months, a.owed_kopecks AS kept_kopecks"
+            " FROM expected x FULL JOIN ledger_arrears_summary a"
+            " ON a.member_id = x.member_id AND a.organization_id = x.organization_id"
+            " WHERE (x.months, x.kopecks, x.oldest)"
+            " IS DISTINCT FROM (a.months_owed, a.owed_kopecks, a.oldest_unpaid)"
+        )
+    ).all()
+    return [
+        Violation(
+            "arrears_summary_matches_months",
+            f"member {r.member_id} in {r.organization_id}: summary says {r.kept_months} months"
+            f" / {r.kept_kopecks}, the months say {r.expected_months} / {r.expected_kopecks}",
+        )
+        for r in rows
+    ]
+
+
 LEDGER_CHECKS = (
     entries_balance,
     balances_match_postings,
     nothing_posted_in_closed_months,
     dues_months_match_postings,
+    arrears_summary_matches_months,
 )

@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -119,25 +120,28 @@ def check_balanced(lines: tuple[Line, ...]) -> None:
 def account_ids(
     session: Session, refs: set[AccountRef], now: datetime
 ) -> dict[AccountRef, uuid.UUID]:
-    """Get or create accounts in two statements, however many; safe under concurrency thanks
-    to the unique key, and in one global order so concurrent creators do not deadlock."""
-    ordered = sorted(refs, key=_account_sort_key)
-    arrays = {
-        "types": [str(ref.owner_type) for ref in ordered],
-        "owners": [ref.owner_id for ref in ordered],
-        "kinds": [str(ref.kind) for ref in ordered],
-        "currencies": [ref.currency for ref in ordered],
-        "counterparties": [ref.counterparty_id for ref in ordered],
-    }
-    session.execute(
-        text(
-            "INSERT INTO ledger_accounts"
-            " (id, kind, currency, owner_type, owner_id, counterparty_id, created_at)"
-            " SELECT gen_random_uuid(), r.k, r.c, r.t, r.o, r.cp, :now" + _REFS + " ORDER BY r.n"
-            " ON CONFLICT DO NOTHING"
-        ),
-        {**arrays, "now": now},
-    )
+    """Get or create accounts in one statement when they all exist (the usual case) and three
+    at most, however many; safe under concurrency thanks to the unique key, and created in one
+    global order so concurrent creators do not deadlock."""
+    found = _find_accounts(session, sorted(refs, key=_account_sort_key))
+    missing = sorted(refs - found.keys(), key=_account_sort_key)
+    if missing:
+        session.execute(
+            text(
+                "INSERT INTO ledger_accounts"
+                " (id, kind, currency, owner_type, owner_id, counterparty_id, created_at)"
+                " SELECT gen_random_uuid(), r.k, r.c, r.t, r.o, r.cp, :now"
+                + _REFS
+                + " ORDER BY r.n ON CONFLICT DO NOTHING"
+            ),
+            {**_ref_arrays(missing), "now": now},
+        )
+        found.update(_find_accounts(session, missing))
+    assert len(found) == len(refs)
+    return found
+
+
+def _find_accounts(session: Session, ordered: list[AccountRef]) -> dict[AccountRef, uuid.UUID]:
     rows = session.execute(
         text(
             "SELECT r.n, a.id" + _REFS + " JOIN ledger_accounts a ON a.owner_type = r.t"
@@ -145,11 +149,19 @@ def account_ids(
             " AND coalesce(a.counterparty_id, CAST(:none AS uuid))"
             " = coalesce(r.cp, CAST(:none AS uuid))"
         ),
-        {**arrays, "none": _NO_COUNTERPARTY},
+        {**_ref_arrays(ordered), "none": _NO_COUNTERPARTY},
     ).all()
-    found = {ordered[row.n - 1]: row.id for row in rows}
-    assert len(found) == len(ordered)
-    return found
+    return {ordered[row.n - 1]: row.id for row in rows}
+
+
+def _ref_arrays(ordered: list[AccountRef]) -> dict[str, list[Any]]:
+    return {
+        "types": [str(ref.owner_type) for ref in ordered],
+        "owners": [ref.owner_id for ref in ordered],
+        "kinds": [str(ref.kind) for ref in ordered],
+        "currencies": [ref.currency for ref in ordered],
+        "counterparties": [ref.counterparty_id for ref in ordered],
+    }
 
 
 _REFS = (
@@ -254,18 +266,21 @@ def post_entry(
         assert raced is not None
         return raced
     ids = account_ids(session, {line.account for line in draft.lines}, recorded_at)
+    # One multi-row statement, not executemany: the database checks the balance of every
+    # entry an INSERT touched at the end of that statement, so the lines go in together.
     session.execute(
-        insert(Posting),
-        [
-            {
-                "entry_id": entry_id,
-                "account_id": ids[line.account],
-                "amount_kopecks": line.amount_kopecks,
-                "currency": line.account.currency,
-                "occurred_at": draft.occurred_at,
-            }
-            for line in draft.lines
-        ],
+        insert(Posting).values(
+            [
+                {
+                    "entry_id": entry_id,
+                    "account_id": ids[line.account],
+                    "amount_kopecks": line.amount_kopecks,
+                    "currency": line.account.currency,
+                    "occurred_at": draft.occurred_at,
+                }
+                for line in draft.lines
+            ]
+        )
     )
     deltas: dict[uuid.UUID, tuple[int, int]] = {}
     for line in draft.lines:

@@ -76,6 +76,11 @@ class JournalEntry(Base):
     reverses_entry_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("ledger_entries.id"), unique=True
     )
+    # The transaction that wrote the entry (set by the database, checked by a trigger): its
+    # postings can only be written by that same transaction, so a committed entry is final.
+    created_xact: Mapped[int | None] = mapped_column(
+        BigInteger, server_default=text("txid_current()")
+    )
 
     __table_args__ = (
         CheckConstraint(
@@ -144,6 +149,29 @@ class DuesMonth(Base):
             "period_month",
             postgresql_include=["organization_id", "accrued_kopecks", "paid_kopecks"],
             postgresql_where=text("paid_kopecks < accrued_kopecks"),
+        ),
+    )
+
+
+class ArrearsSummary(Base):
+    """Per member and organisation, the months owed and their kopecks: kept by a database
+    trigger from `ledger_dues_months` (a row exists only while something is owed)."""
+
+    __tablename__ = "ledger_arrears_summary"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    months_owed: Mapped[int] = mapped_column(Integer)
+    owed_kopecks: Mapped[int] = mapped_column(BigInteger)
+    oldest_unpaid: Mapped[date]
+
+    __table_args__ = (
+        CheckConstraint("months_owed > 0 AND owed_kopecks > 0", name="owing_something"),
+        Index(
+            "ix_ledger_arrears_summary_owing",
+            "member_id",
+            postgresql_include=["organization_id", "months_owed", "owed_kopecks", "oldest_unpaid"],
+            postgresql_where=text("months_owed >= 2"),
         ),
     )
 

@@ -90,6 +90,16 @@ _LINES = (
 )
 
 
+# The literal `months_owed >= 2` lets every plan (generic ones too) use the partial index.
+_ARREARS_OWING_TWO = (
+    "SELECT member_id, sum(months_owed) AS months, sum(owed_kopecks) AS kopecks,"
+    " min(oldest_unpaid) AS oldest FROM ledger_arrears_summary"
+    " WHERE months_owed >= 2 AND months_owed >= :min_months AND organization_id = ANY(:orgs)"
+    " AND member_id > :after GROUP BY member_id ORDER BY member_id LIMIT :limit"
+)
+_ARREARS_ANY = _ARREARS_OWING_TWO.replace("months_owed >= 2 AND ", "")
+
+
 class LedgerReads:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -153,18 +163,12 @@ class LedgerReads:
         limit: int = 1000,
         after: uuid.UUID | None = None,
     ) -> list[tuple[uuid.UUID, Arrears]]:
-        """Members of these organisations owing at least `min_months` months, by member id."""
+        """Members owing at least `min_months` months to one of these organisations, by member
+        id, `limit` at a time after `after`. Reads the arrears summary the database maintains
+        with the dues months: at 2 months or more, from its partial index alone."""
         with self._sessions() as session:
             rows = session.execute(
-                text(
-                    "SELECT member_id, count(*) AS months,"
-                    " sum(accrued_kopecks - paid_kopecks) AS kopecks, min(period_month) AS oldest"
-                    " FROM ledger_dues_months"
-                    " WHERE paid_kopecks < accrued_kopecks AND organization_id = ANY(:orgs)"
-                    " AND member_id > :after"
-                    " GROUP BY member_id HAVING count(*) >= :min_months"
-                    " ORDER BY member_id LIMIT :limit"
-                ),
+                text(_ARREARS_OWING_TWO if min_months >= 2 else _ARREARS_ANY),
                 {
                     "orgs": list(organization_ids),
                     "after": after or uuid.UUID(int=0),

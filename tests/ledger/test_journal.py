@@ -153,3 +153,112 @@ def test_a_counterparty_is_required_exactly_for_debts_between_levels() -> None:
         org_account(ORG, AccountKind.PAYABLE_UPWARD)
     with pytest.raises(ValueError, match="counterparty"):
         org_account(ORG, AccountKind.BANK, counterparty_id=MEMBER)
+
+
+# -- the guards under the statement-level design: raw SQL as the application's role ---------
+
+_RAW_ENTRY = (
+    "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind, occurred_at,"
+    " recorded_at, booked_period, source_type, source_id, description)"
+    " VALUES (:id, :key, 'x', 'adjustment', now(), now(), '2026-11-01', 't', 't', 't')"
+)
+_RAW_POSTINGS = (
+    "INSERT INTO ledger_postings (entry_id, account_id, amount_kopecks, currency, occurred_at)"
+    " VALUES (:e, :a, :m, 'RUB', now()), (:e, :b, :n, 'RUB', now())"
+)
+
+
+def _accounts(container: Container) -> list[uuid.UUID]:
+    with transaction(container.sessions) as session:
+        post_entry(session, draft("k-raw-setup", 35000), recorded_at=NOW)
+    with container.engine.connect() as connection:
+        return list(connection.scalars(text("SELECT id FROM ledger_accounts ORDER BY kind")))
+
+
+def test_the_database_refuses_an_unbalanced_entry_from_the_application_role(
+    container: Container,
+) -> None:
+    first, second = _accounts(container)
+    entry_id = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="does not balance"), container.engine.begin() as conn:
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-1"})
+        conn.execute(
+            text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 100, "b": second, "n": -99}
+        )
+    with container.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM ledger_entries")).scalar() == 1
+
+
+def test_the_database_accepts_a_balanced_entry_from_the_application_role(
+    container: Container,
+) -> None:
+    first, second = _accounts(container)
+    entry_id = uuid.uuid4()
+    with container.engine.begin() as conn:
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-2"})
+        conn.execute(
+            text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 100, "b": second, "n": -100}
+        )
+    with container.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM ledger_entries")).scalar() == 2
+
+
+def test_the_database_refuses_postings_added_to_an_entry_by_a_later_transaction(
+    container: Container,
+) -> None:
+    first, second = _accounts(container)
+    with container.engine.connect() as connection:
+        entry_id = connection.execute(text("SELECT id FROM ledger_entries")).scalar_one()
+    # Even a pair that balances: a committed entry is final.
+    with (
+        pytest.raises(DBAPIError, match="earlier transaction"),
+        container.engine.begin() as conn,
+    ):
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(
+            text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 500, "b": second, "n": -500}
+        )
+
+
+def test_the_database_refuses_an_entry_claiming_another_transaction(
+    container: Container,
+) -> None:
+    with (
+        pytest.raises(DBAPIError, match="created_xact"),
+        container.engine.begin() as conn,
+    ):
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind, occurred_at,"
+                " recorded_at, booked_period, source_type, source_id, description, created_xact)"
+                " VALUES (:id, 'raw-3', 'x', 'adjustment', now(), now(), '2026-11-01', 't', 't',"
+                " 't', 1)"
+            ),
+            {"id": uuid.uuid4()},
+        )
+
+
+def test_the_database_refuses_an_entry_without_postings_at_commit(container: Container) -> None:
+    with (
+        pytest.raises(DBAPIError, match="fewer than two postings"),
+        container.engine.begin() as conn,
+    ):
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_RAW_ENTRY), {"id": uuid.uuid4(), "key": "raw-4"})
+
+
+def test_the_database_refuses_an_entry_with_a_single_posting(container: Container) -> None:
+    first, _ = _accounts(container)
+    entry_id = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="does not balance"), container.engine.begin() as conn:
+        conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-5"})
+        conn.execute(
+            text(
+                "INSERT INTO ledger_postings (entry_id, account_id, amount_kopecks, currency,"
+                " occurred_at) VALUES (:e, :a, 100, 'RUB', now())"
+            ),
+            {"e": entry_id, "a": first},
+        )

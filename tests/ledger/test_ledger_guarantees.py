@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,10 +16,10 @@ from sqlalchemy.exc import DBAPIError
 
 from core.db import transaction
 from core.periods import next_period
-from ledger.batch import Accrual, post_accruals
+from ledger.batch import Accrual, accrual_body_hash, accrual_draft, post_accruals
 from ledger.dues import fifo
 from ledger.errors import AlreadyReversed, PeriodClosed
-from ledger.reads import LedgerReads
+from ledger.reads import Arrears, LedgerReads
 from ledger.service import (
     MemberPayment,
     Share,
@@ -166,6 +166,23 @@ def test_fifo_pays_oldest_first_and_never_overpays(amounts: list[int], credit: i
             seen_unpaid = True
 
 
+@settings(max_examples=300)
+@given(
+    st.uuids(),
+    st.uuids(),
+    st.integers(min_value=1, max_value=10**12),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=3))])),
+    st.dates(),
+)
+def test_the_batch_hashes_an_accrual_as_its_draft_does(
+    member: uuid.UUID, org: uuid.UUID, amount: int, occurred_at: datetime, month: date
+) -> None:
+    """The batch writes the body hash without building the draft; a later `post_entry` of the
+    same accrual must still see the same body."""
+    item = Accrual(member, org, "UTC", month.replace(day=1), amount, occurred_at, "t", "t")
+    assert accrual_body_hash(item) == accrual_draft(item).body_hash()
+
+
 # -- random histories -------------------------------------------------------------------------
 
 operation = st.one_of(
@@ -289,3 +306,58 @@ def test_random_histories_keep_every_invariant(
     reads = LedgerReads(container.sessions)
     for who in members:
         assert reads.member_account(who).balance_kopecks == expected[who]
+
+
+def test_the_arrears_list_follows_accruals_and_payments(container: Container, tree: Tree) -> None:
+    owing, paying, newcomer = (
+        add_member(container, tree.primary, f"m-arrears-{n}") for n in range(3)
+    )
+    months = [date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)]
+    when = datetime(2026, 11, 20, tzinfo=UTC)
+    with transaction(container.sessions) as session:
+        for month in months:
+            post_accruals(
+                session,
+                [
+                    Accrual(who, tree.primary, "Europe/Moscow", month, 30_000, when, "t", "t")
+                    for who in (owing, paying)
+                ],
+                recorded_at=when,
+            )
+        post_accruals(
+            session,
+            [Accrual(newcomer, tree.primary, "Europe/Moscow", months[-1], 30_000, when, "t", "t")],
+            recorded_at=when,
+        )
+        post_member_payment(
+            session,
+            MemberPayment(
+                "k-arrears", paying, tree.primary, Channel.CASH, 45_000, when, "manual", "r", "c"
+            ),
+            recorded_at=when,
+        )
+    reads = LedgerReads(container.sessions)
+    everyone = [tree.primary, tree.territorial, tree.federation]
+    listed = dict(reads.arrears_list(everyone))
+    # `paying` paid September and half of October: two months still owed, 45,000 kopecks.
+    assert listed == {
+        owing: Arrears(3, 90_000, months[0]),
+        paying: Arrears(2, 45_000, months[1]),
+    }
+    assert [m for m, _ in reads.arrears_list(everyone, limit=1)] == [min(owing, paying)]
+    after = min(owing, paying)
+    assert [m for m, _ in reads.arrears_list(everyone, after=after)] == [max(owing, paying)]
+    assert dict(reads.arrears_list(everyone, min_months=1))[newcomer] == Arrears(
+        1, 30_000, months[-1]
+    )
+    assert reads.arrears_list([tree.territorial]) == []
+    with transaction(container.sessions) as session:
+        post_member_payment(
+            session,
+            MemberPayment(
+                "k-arrears-2", owing, tree.primary, Channel.CASH, 90_000, when, "manual", "r", "c"
+            ),
+            recorded_at=when,
+        )
+    assert dict(reads.arrears_list(everyone)).keys() == {paying}
+    assert run_checks(container) == []
