@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import text
+import psycopg
 from sqlalchemy.orm import Session
 
 from core.periods import format_period, period_of
@@ -26,6 +26,7 @@ from ledger.journal import (
     Line,
     account_ids,
     apply_balance_deltas,
+    driver_rows,
     first_open,
 )
 from ledger.service import accrual_key, org_account, receivable
@@ -119,27 +120,26 @@ def post_accruals(session: Session, items: list[Accrual], *, recorded_at: dateti
         columns["descriptions"].append(f"Dues for {format_period(item.period_month)}")
     # Concurrent accruers of the same member-month wait for each other here and the loser
     # skips it, so the batch never fails on a race.
-    inserted = session.scalars(
-        text(
-            "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind,"
-            " organization_id, member_id, occurred_at, recorded_at, booked_period,"
-            " period_month, source_type, source_id, description)"
-            " SELECT id, key, hash, 'accrual', org, member, occurred, :recorded, booked,"
-            " period, source_type, source_id, description FROM unnest("
-            " CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[]),"
-            " CAST(:orgs AS uuid[]), CAST(:members AS uuid[]),"
-            " CAST(:occurred AS timestamptz[]), CAST(:booked AS date[]),"
-            " CAST(:periods AS date[]), CAST(:source_types AS text[]),"
-            " CAST(:source_ids AS text[]), CAST(:descriptions AS text[]))"
-            " AS r(id, key, hash, org, member, occurred, booked, period, source_type,"
-            " source_id, description)"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-        ),
+    inserted = driver_rows(
+        session,
+        "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind,"
+        " organization_id, member_id, occurred_at, recorded_at, booked_period,"
+        " period_month, source_type, source_id, description)"
+        " SELECT id, key, hash, 'accrual', org, member, occurred, %(recorded)b, booked,"
+        " period, source_type, source_id, description FROM unnest("
+        " CAST(%(ids)b AS uuid[]), CAST(%(keys)b AS text[]), CAST(%(hashes)b AS text[]),"
+        " CAST(%(orgs)b AS uuid[]), CAST(%(members)b AS uuid[]),"
+        " CAST(%(occurred)b AS timestamptz[]), CAST(%(booked)b AS date[]),"
+        " CAST(%(periods)b AS date[]), CAST(%(source_types)b AS text[]),"
+        " CAST(%(source_ids)b AS text[]), CAST(%(descriptions)b AS text[]))"
+        " AS r(id, key, hash, org, member, occurred, booked, period, source_type,"
+        " source_id, description)"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         {"recorded": recorded_at, **columns},
-    ).all()
+    )
     if not inserted:
         return 0
-    posted = [(entry_id, entry_ids[entry_id]) for entry_id in inserted]
+    posted = [(entry_id, entry_ids[entry_id]) for (entry_id,) in inserted]
     refs: set[AccountRef] = set()
     for organization in {item.organization_id for _, item in posted}:
         refs.add(org_account(organization, AccountKind.DUES_INCOME))
@@ -155,8 +155,8 @@ def post_accruals(session: Session, items: list[Accrual], *, recorded_at: dateti
         if ref.kind == AccountKind.MEMBER_DUES_RECEIVABLE
     }
     deltas: dict[uuid.UUID, tuple[int, int]] = {}
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(_COPY_POSTINGS) as copy:
+    connection: psycopg.Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+    with connection.cursor() as cursor, cursor.copy(_COPY_POSTINGS) as copy:
         copy.set_types(["uuid", "uuid", "int8", "text", "timestamptz"])
         for entry_id, item in posted:
             amount = item.amount_kopecks
@@ -187,14 +187,13 @@ def _closes_by_organization(
     """Every organisation's closed months in one query, not one query per organisation."""
     organizations = list({item.organization_id for item in items})
     closes: dict[uuid.UUID, set[date]] = defaultdict(set)
-    for row in session.execute(
-        text(
-            "SELECT organization_id, period_month FROM ledger_period_closes"
-            " WHERE organization_id = ANY(:orgs) AND period_month >= :since"
-        ),
+    for organization, period in driver_rows(
+        session,
+        "SELECT organization_id, period_month FROM ledger_period_closes"
+        " WHERE organization_id = ANY(%(orgs)b) AND period_month >= %(since)b",
         {"orgs": organizations, "since": since},
     ):
-        closes[row.organization_id].add(row.period_month)
+        closes[organization].add(period)
     return closes
 
 
@@ -208,16 +207,16 @@ def _accrue_months(
     Members with a later month already (accrued ahead), or with several months in this batch,
     are recomputed instead."""
     members = [item.member_id for item in items]
-    later = set(
-        session.scalars(
-            text(
-                "SELECT DISTINCT d.member_id FROM ledger_dues_months d"
-                " JOIN unnest(CAST(:members AS uuid[]), CAST(:periods AS date[])) AS n(m, p)"
-                " ON d.member_id = n.m AND d.period_month > n.p"
-            ),
+    later = {
+        member
+        for (member,) in driver_rows(
+            session,
+            "SELECT DISTINCT d.member_id FROM ledger_dues_months d"
+            " JOIN unnest(CAST(%(members)b AS uuid[]), CAST(%(periods)b AS date[])) AS n(m, p)"
+            " ON d.member_id = n.m AND d.period_month > n.p",
             {"members": members, "periods": [item.period_month for item in items]},
         )
-    )
+    }
     if len(set(members)) < len(members):
         seen: set[uuid.UUID] = set()
         for member in members:
@@ -231,17 +230,16 @@ def _accrue_months(
             balance_after = balances[receivables[item.member_id]]
             credit = max(-(balance_after - item.amount_kopecks), 0)
             paid.append(min(item.amount_kopecks, credit))
-        session.execute(
-            text(
-                "INSERT INTO ledger_dues_months (member_id, period_month, organization_id,"
-                " currency, accrued_kopecks, paid_kopecks)"
-                " SELECT m, p, o, 'RUB', a, d FROM unnest(CAST(:members AS uuid[]),"
-                " CAST(:periods AS date[]), CAST(:orgs AS uuid[]), CAST(:amounts AS bigint[]),"
-                " CAST(:paid AS bigint[])) AS n(m, p, o, a, d)"
-                " ON CONFLICT (member_id, period_month) DO UPDATE SET"
-                " accrued_kopecks = ledger_dues_months.accrued_kopecks + excluded.accrued_kopecks,"
-                " paid_kopecks = ledger_dues_months.paid_kopecks + excluded.paid_kopecks"
-            ),
+        driver_rows(
+            session,
+            "INSERT INTO ledger_dues_months (member_id, period_month, organization_id,"
+            " currency, accrued_kopecks, paid_kopecks)"
+            " SELECT m, p, o, 'RUB', a, d FROM unnest(CAST(%(members)b AS uuid[]),"
+            " CAST(%(periods)b AS date[]), CAST(%(orgs)b AS uuid[]),"
+            " CAST(%(amounts)b AS bigint[]), CAST(%(paid)b AS bigint[])) AS n(m, p, o, a, d)"
+            " ON CONFLICT (member_id, period_month) DO UPDATE SET"
+            " accrued_kopecks = ledger_dues_months.accrued_kopecks + excluded.accrued_kopecks,"
+            " paid_kopecks = ledger_dues_months.paid_kopecks + excluded.paid_kopecks",
             {
                 "members": [item.member_id for item in simple],
                 "periods": [item.period_month for item in simple],

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+import psycopg
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -117,6 +118,15 @@ def check_balanced(lines: tuple[Line, ...]) -> None:
         raise UnbalancedEntry(f"postings do not sum to zero: {unbalanced}", field="lines")
 
 
+def driver_rows(session: Session, query: str, params: dict[str, Any]) -> list[Any]:
+    """Run psycopg-style SQL (`%(name)b`) on the session's connection, in its transaction, with
+    parameters and results in binary: arrays of thousands of ids go without text quoting."""
+    connection: psycopg.Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+    with connection.cursor(binary=True) as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
 def account_ids(
     session: Session, refs: set[AccountRef], now: datetime
 ) -> dict[AccountRef, uuid.UUID]:
@@ -126,14 +136,13 @@ def account_ids(
     found = _find_accounts(session, sorted(refs, key=_account_sort_key))
     missing = sorted(refs - found.keys(), key=_account_sort_key)
     if missing:
-        session.execute(
-            text(
-                "INSERT INTO ledger_accounts"
-                " (id, kind, currency, owner_type, owner_id, counterparty_id, created_at)"
-                " SELECT gen_random_uuid(), r.k, r.c, r.t, r.o, r.cp, :now"
-                + _REFS
-                + " ORDER BY r.n ON CONFLICT DO NOTHING"
-            ),
+        driver_rows(
+            session,
+            "INSERT INTO ledger_accounts"
+            " (id, kind, currency, owner_type, owner_id, counterparty_id, created_at)"
+            " SELECT gen_random_uuid(), r.k, r.c, r.t, r.o, r.cp, %(now)b"
+            + _REFS
+            + " ORDER BY r.n ON CONFLICT DO NOTHING",
             {**_ref_arrays(missing), "now": now},
         )
         found.update(_find_accounts(session, missing))
@@ -142,16 +151,15 @@ def account_ids(
 
 
 def _find_accounts(session: Session, ordered: list[AccountRef]) -> dict[AccountRef, uuid.UUID]:
-    rows = session.execute(
-        text(
-            "SELECT r.n, a.id" + _REFS + " JOIN ledger_accounts a ON a.owner_type = r.t"
-            " AND a.owner_id = r.o AND a.kind = r.k AND a.currency = r.c"
-            " AND coalesce(a.counterparty_id, CAST(:none AS uuid))"
-            " = coalesce(r.cp, CAST(:none AS uuid))"
-        ),
+    rows = driver_rows(
+        session,
+        "SELECT r.n, a.id" + _REFS + " JOIN ledger_accounts a ON a.owner_type = r.t"
+        " AND a.owner_id = r.o AND a.kind = r.k AND a.currency = r.c"
+        " AND coalesce(a.counterparty_id, CAST(%(none)b AS uuid))"
+        " = coalesce(r.cp, CAST(%(none)b AS uuid))",
         {**_ref_arrays(ordered), "none": _NO_COUNTERPARTY},
-    ).all()
-    return {ordered[row.n - 1]: row.id for row in rows}
+    )
+    return {ordered[n - 1]: account for n, account in rows}
 
 
 def _ref_arrays(ordered: list[AccountRef]) -> dict[str, list[Any]]:
@@ -165,9 +173,9 @@ def _ref_arrays(ordered: list[AccountRef]) -> dict[str, list[Any]]:
 
 
 _REFS = (
-    " FROM unnest(CAST(:types AS text[]), CAST(:owners AS uuid[]), CAST(:kinds AS text[]),"
-    " CAST(:currencies AS text[]), CAST(:counterparties AS uuid[]))"
-    " WITH ORDINALITY AS r(t, o, k, c, cp, n)"
+    " FROM unnest(CAST(%(types)b AS text[]), CAST(%(owners)b AS uuid[]),"
+    " CAST(%(kinds)b AS text[]), CAST(%(currencies)b AS text[]),"
+    " CAST(%(counterparties)b AS uuid[])) WITH ORDINALITY AS r(t, o, k, c, cp, n)"
 )
 
 
@@ -316,18 +324,17 @@ def apply_balance_deltas(
     """Add to maintained balances, locking rows in one global order so that concurrent
     posters wait for each other instead of deadlocking. Returns the new balances."""
     ordered = sorted(deltas.items(), key=lambda item: str(item[0]))
-    rows = session.execute(
-        text(
-            "INSERT INTO ledger_balances (account_id, balance_kopecks, postings, updated_at) "
-            "SELECT d.account_id, d.delta, d.n, :now "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[]), CAST(:ns AS bigint[]))"
-            " WITH ORDINALITY AS d(account_id, delta, n, ord) ORDER BY d.ord "
-            "ON CONFLICT (account_id) DO UPDATE SET "
-            "balance_kopecks = ledger_balances.balance_kopecks + excluded.balance_kopecks, "
-            "postings = ledger_balances.postings + excluded.postings, "
-            "updated_at = excluded.updated_at "
-            "RETURNING account_id, balance_kopecks"
-        ),
+    rows = driver_rows(
+        session,
+        "INSERT INTO ledger_balances (account_id, balance_kopecks, postings, updated_at) "
+        "SELECT d.account_id, d.delta, d.n, %(now)b "
+        "FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(deltas)b AS bigint[]),"
+        " CAST(%(ns)b AS bigint[])) WITH ORDINALITY AS d(account_id, delta, n, ord) ORDER BY d.ord "
+        "ON CONFLICT (account_id) DO UPDATE SET "
+        "balance_kopecks = ledger_balances.balance_kopecks + excluded.balance_kopecks, "
+        "postings = ledger_balances.postings + excluded.postings, "
+        "updated_at = excluded.updated_at "
+        "RETURNING account_id, balance_kopecks",
         {
             "ids": [account for account, _ in ordered],
             "deltas": [delta for _, (delta, _n) in ordered],
@@ -335,7 +342,7 @@ def apply_balance_deltas(
             "now": now,
         },
     )
-    return {row.account_id: row.balance_kopecks for row in rows}
+    return dict(rows)
 
 
 def _existing(session: Session, key: str, body_hash: str) -> Posted | None:

@@ -38,6 +38,16 @@ GUARDS = [
     "DROP FUNCTION ledger_entry_balanced()",
     "DROP TRIGGER ledger_postings_currency ON ledger_postings",
     "DROP FUNCTION ledger_posting_currency()",
+    # The statement check below proves both references for every posting inserted, at one
+    # join per statement instead of two foreign-key lookups per row; entries already can be
+    # neither changed nor removed, and accounts now cannot either.
+    "ALTER TABLE ledger_postings DROP CONSTRAINT fk_ledger_postings_entry_id_ledger_entries",
+    "ALTER TABLE ledger_postings DROP CONSTRAINT fk_ledger_postings_account_id_ledger_accounts",
+    """
+    CREATE TRIGGER ledger_accounts_append_only BEFORE UPDATE OR DELETE ON ledger_accounts
+        FOR EACH ROW EXECUTE FUNCTION ledger_forbid_change()
+    """,
+    "REVOKE UPDATE, DELETE, TRUNCATE ON ledger_accounts FROM vznos_app",
     """
     CREATE FUNCTION ledger_entries_own_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -59,43 +69,57 @@ GUARDS = [
     CREATE FUNCTION ledger_postings_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         entry uuid;
-        postings bigint;
-        unbalanced boolean;
+        missing boolean;
         late boolean;
+        unbalanced boolean;
     BEGIN
-        SELECT p.entry_id INTO entry FROM new_postings p
-            JOIN ledger_accounts a ON a.id = p.account_id
-            WHERE a.currency <> p.currency LIMIT 1;
-        IF FOUND THEN
+        -- Every posting names an account that exists, in the account's currency (this check
+        -- stands in for the foreign key; accounts can be neither changed nor removed).
+        SELECT p.entry_id, a.id IS NULL INTO entry, missing FROM new_postings p
+            LEFT JOIN ledger_accounts a ON a.id = p.account_id
+            WHERE a.id IS NULL OR a.currency <> p.currency LIMIT 1;
+        IF FOUND AND missing THEN
+            RAISE EXCEPTION 'a posting of entry % names an unknown account', entry
+                USING ERRCODE = 'foreign_key_violation';
+        ELSIF FOUND THEN
             RAISE EXCEPTION 'a posting of entry % differs from its account''s currency', entry
                 USING ERRCODE = 'check_violation';
         END IF;
-        -- One index probe per entry touched: all of its postings, old and new.
-        SELECT t.entry_id, s.postings, s.unbalanced,
-            e.created_xact IS DISTINCT FROM txid_current()
-            INTO entry, postings, unbalanced, late
-            FROM (SELECT DISTINCT entry_id FROM new_postings) t
-            JOIN ledger_entries e ON e.id = t.entry_id
-            CROSS JOIN LATERAL (
-                SELECT sum(c.n) AS postings, bool_or(c.total <> 0) AS unbalanced FROM (
-                    SELECT count(*) AS n, sum(p.amount_kopecks) AS total FROM ledger_postings p
-                    WHERE p.entry_id = t.entry_id GROUP BY p.currency
-                ) c
-            ) s
-            WHERE s.unbalanced OR s.postings < 2
+        -- Every entry touched exists, was written by this transaction, and its postings in
+        -- this statement are at least two and sum to zero per currency...
+        SELECT x.entry_id, e.id IS NULL, e.created_xact IS DISTINCT FROM txid_current(),
+            x.unbalanced INTO entry, missing, late, unbalanced
+            FROM (
+                SELECT s.entry_id, sum(s.n) AS n, bool_or(s.total <> 0) AS unbalanced FROM (
+                    SELECT entry_id, count(*) AS n, sum(amount_kopecks) AS total
+                    FROM new_postings GROUP BY entry_id, currency
+                ) s GROUP BY s.entry_id
+            ) x
+            LEFT JOIN ledger_entries e ON e.id = x.entry_id
+            WHERE x.unbalanced OR x.n < 2 OR e.id IS NULL
                 OR e.created_xact IS DISTINCT FROM txid_current()
             LIMIT 1;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        ELSIF late THEN
+        IF FOUND AND missing THEN
+            RAISE EXCEPTION 'postings name an unknown journal entry %', entry
+                USING ERRCODE = 'foreign_key_violation';
+        ELSIF FOUND AND late THEN
             RAISE EXCEPTION 'journal entry % was posted by an earlier transaction', entry
                 USING ERRCODE = 'check_violation', HINT = 'post a new entry instead';
-        ELSIF unbalanced THEN
+        ELSIF FOUND AND unbalanced THEN
             RAISE EXCEPTION 'journal entry % does not balance', entry
                 USING ERRCODE = 'check_violation';
+        ELSIF FOUND THEN
+            RAISE EXCEPTION 'journal entry % has fewer than two postings', entry
+                USING ERRCODE = 'check_violation';
         END IF;
-        RAISE EXCEPTION 'journal entry % has fewer than two postings', entry
-            USING ERRCODE = 'check_violation';
+        -- ...and they are all its postings: none came in an earlier statement.
+        IF (SELECT count(*) FROM ledger_postings
+            WHERE entry_id IN (SELECT entry_id FROM new_postings))
+            <> (SELECT count(*) FROM new_postings) THEN
+            RAISE EXCEPTION 'an entry''s postings are written by one statement, all at once'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
     END $$
     """,
     """
@@ -121,6 +145,12 @@ GUARDS = [
 ]
 
 GUARDS_DOWN = [
+    "GRANT UPDATE, DELETE, TRUNCATE ON ledger_accounts TO vznos_app",
+    "DROP TRIGGER ledger_accounts_append_only ON ledger_accounts",
+    "ALTER TABLE ledger_postings ADD CONSTRAINT fk_ledger_postings_entry_id_ledger_entries"
+    " FOREIGN KEY (entry_id) REFERENCES ledger_entries (id)",
+    "ALTER TABLE ledger_postings ADD CONSTRAINT fk_ledger_postings_account_id_ledger_accounts"
+    " FOREIGN KEY (account_id) REFERENCES ledger_accounts (id)",
     "DROP TRIGGER ledger_entries_posted ON ledger_entries",
     "DROP FUNCTION ledger_entry_posted()",
     "DROP TRIGGER ledger_postings_balanced ON ledger_postings",
@@ -180,6 +210,9 @@ ARREARS = [
     CREATE FUNCTION ledger_refresh_arrears_summary() RETURNS trigger LANGUAGE plpgsql
         SECURITY DEFINER SET search_path = public AS $$
     BEGIN
+        IF NOT EXISTS (SELECT 1 FROM changed_months) THEN
+            RETURN NULL;
+        END IF;
         WITH touched AS (SELECT DISTINCT member_id FROM changed_months),
         fresh AS (
             SELECT d.member_id, d.organization_id, count(*) AS months,
@@ -207,13 +240,32 @@ ARREARS = [
         RETURN NULL;
     END $$
     """,
-    # A dues month never changes member (its key); recomputing whole members covers a month
-    # moving between organisations.
+    # New months only add to what their members owe (the monthly accrual's case).
+    """
+    CREATE FUNCTION ledger_add_arrears_summary() RETURNS trigger LANGUAGE plpgsql
+        SECURITY DEFINER SET search_path = public AS $$
+    BEGIN
+        INSERT INTO ledger_arrears_summary AS a
+            (member_id, organization_id, months_owed, owed_kopecks, oldest_unpaid)
+        SELECT member_id, organization_id, count(*), sum(accrued_kopecks - paid_kopecks),
+            min(period_month)
+        FROM changed_months WHERE paid_kopecks < accrued_kopecks
+        GROUP BY member_id, organization_id
+        ON CONFLICT (member_id, organization_id) DO UPDATE SET
+            months_owed = a.months_owed + excluded.months_owed,
+            owed_kopecks = a.owed_kopecks + excluded.owed_kopecks,
+            oldest_unpaid = least(a.oldest_unpaid, excluded.oldest_unpaid);
+        RETURN NULL;
+    END $$
+    """,
     """
     CREATE TRIGGER ledger_dues_months_inserted AFTER INSERT ON ledger_dues_months
         REFERENCING NEW TABLE AS changed_months
-        FOR EACH STATEMENT EXECUTE FUNCTION ledger_refresh_arrears_summary()
+        FOR EACH STATEMENT EXECUTE FUNCTION ledger_add_arrears_summary()
     """,
+    # Changed or removed months: their members are recomputed from their months. A dues month
+    # never changes member (its key); recomputing whole members covers a month moving between
+    # organisations.
     """
     CREATE TRIGGER ledger_dues_months_updated AFTER UPDATE ON ledger_dues_months
         REFERENCING NEW TABLE AS changed_months
@@ -284,6 +336,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER ledger_dues_months_updated ON ledger_dues_months")
     op.execute("DROP TRIGGER ledger_dues_months_deleted ON ledger_dues_months")
     op.execute("DROP FUNCTION ledger_clear_arrears_summary()")
+    op.execute("DROP FUNCTION ledger_add_arrears_summary()")
     op.execute("DROP FUNCTION ledger_refresh_arrears_summary()")
     for statement in GUARDS_DOWN:
         op.execute(statement)

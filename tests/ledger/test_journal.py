@@ -262,3 +262,49 @@ def test_the_database_refuses_an_entry_with_a_single_posting(container: Containe
             ),
             {"e": entry_id, "a": first},
         )
+
+
+def test_the_database_refuses_postings_split_over_two_statements(container: Container) -> None:
+    first, second = _accounts(container)
+    entry_id = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="one statement"), container.engine.begin() as conn:
+        conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-6"})
+        for _ in range(2):  # each statement balances on its own
+            conn.execute(
+                text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 7, "b": second, "n": -7}
+            )
+
+
+@pytest.mark.parametrize("unknown", ["entry", "account"])
+def test_the_database_refuses_a_posting_to_an_unknown_entry_or_account(
+    container: Container, unknown: str
+) -> None:
+    first, second = _accounts(container)
+    entry_id = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="unknown"), container.engine.begin() as conn:
+        conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-7"})
+        conn.execute(
+            text(_RAW_POSTINGS),
+            {
+                "e": uuid.uuid4() if unknown == "entry" else entry_id,
+                "a": first,
+                "m": 7,
+                "b": uuid.uuid4() if unknown == "account" else second,
+                "n": -7,
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE ledger_accounts SET currency = 'USD'", "DELETE FROM ledger_accounts"],
+)
+def test_the_database_refuses_to_change_or_remove_an_account(
+    container: Container, statement: str
+) -> None:
+    _accounts(container)
+    with pytest.raises(DBAPIError, match="append-only"), container.engine.begin() as connection:
+        connection.execute(text(statement))
+    with pytest.raises(DBAPIError, match="permission denied"), container.engine.begin() as conn:
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(statement))
