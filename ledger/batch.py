@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from core.periods import format_period, period_of
 from ledger import arrears, dues
 from ledger.journal import (
-    AccountRef,
     EntryDraft,
     Line,
     account_ids,
@@ -30,7 +29,7 @@ from ledger.journal import (
     first_open,
 )
 from ledger.service import accrual_key, org_account, receivable
-from ledger.states import AccountKind, EntryKind
+from ledger.states import AccountKind, EntryKind, OwnerType
 
 
 @dataclass(frozen=True)
@@ -140,20 +139,7 @@ def post_accruals(session: Session, items: list[Accrual], *, recorded_at: dateti
     if not inserted:
         return 0
     posted = [(entry_id, entry_ids[entry_id]) for (entry_id,) in inserted]
-    refs: set[AccountRef] = set()
-    for organization in {item.organization_id for _, item in posted}:
-        refs.add(org_account(organization, AccountKind.DUES_INCOME))
-    for _, item in posted:
-        refs.add(receivable(item.member_id))
-    ids = account_ids(session, refs, recorded_at)
-    income = {
-        ref.owner_id: account for ref, account in ids.items() if ref.kind == AccountKind.DUES_INCOME
-    }
-    receivables = {
-        ref.owner_id: account
-        for ref, account in ids.items()
-        if ref.kind == AccountKind.MEMBER_DUES_RECEIVABLE
-    }
+    receivables, income = _accrual_accounts(session, posted, recorded_at)
     deltas: dict[uuid.UUID, tuple[int, int]] = {}
     connection: psycopg.Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
     with connection.cursor() as cursor, cursor.copy(_COPY_POSTINGS) as copy:
@@ -197,59 +183,84 @@ def _closes_by_organization(
     return closes
 
 
+def _accrual_accounts(
+    session: Session, posted: list[tuple[uuid.UUID, Accrual]], now: datetime
+) -> tuple[dict[uuid.UUID, uuid.UUID], dict[uuid.UUID, uuid.UUID]]:
+    """The members' receivables and the organisations' dues income accounts, by owner: one
+    indexed lookup when they exist (every month after a member's first), created otherwise."""
+    members = list({item.member_id for _, item in posted})
+    organizations = list({item.organization_id for _, item in posted})
+    receivables: dict[uuid.UUID, uuid.UUID] = {}
+    income: dict[uuid.UUID, uuid.UUID] = {}
+    for owner_type, owner, account in driver_rows(
+        session,
+        "SELECT owner_type, owner_id, id FROM ledger_accounts WHERE owner_type = 'member'"
+        " AND owner_id = ANY(%(members)b) AND kind = 'member_dues_receivable'"
+        " AND currency = 'RUB' AND counterparty_id IS NULL"
+        " UNION ALL SELECT owner_type, owner_id, id FROM ledger_accounts"
+        " WHERE owner_type = 'organization' AND owner_id = ANY(%(orgs)b)"
+        " AND kind = 'dues_income' AND currency = 'RUB' AND counterparty_id IS NULL",
+        {"members": members, "orgs": organizations},
+    ):
+        (receivables if owner_type == OwnerType.MEMBER else income)[owner] = account
+    missing = {receivable(member) for member in members if member not in receivables}
+    missing |= {
+        org_account(organization, AccountKind.DUES_INCOME)
+        for organization in organizations
+        if organization not in income
+    }
+    if missing:
+        for ref, account in account_ids(session, missing, now).items():
+            (receivables if ref.owner_type == OwnerType.MEMBER else income)[ref.owner_id] = account
+    return receivables, income
+
+
 def _accrue_months(
     session: Session,
     items: list[Accrual],
     receivables: dict[uuid.UUID, uuid.UUID],
     balances: dict[uuid.UUID, int],
 ) -> None:
-    """Add each accrued month to the member's months, paid from any credit the member had.
-    Members with a later month already (accrued ahead), or with several months in this batch,
-    are recomputed instead."""
-    members = [item.member_id for item in items]
-    later = {
-        member
-        for (member,) in driver_rows(
-            session,
-            "SELECT DISTINCT d.member_id FROM ledger_dues_months d"
-            " JOIN unnest(CAST(%(members)b AS uuid[]), CAST(%(periods)b AS date[])) AS n(m, p)"
-            " ON d.member_id = n.m AND d.period_month > n.p",
-            {"members": members, "periods": [item.period_month for item in items]},
-        )
-    }
-    if len(set(members)) < len(members):
-        seen: set[uuid.UUID] = set()
-        for member in members:
-            if member in seen:
-                later.add(member)
-            seen.add(member)
-    simple = [item for item in items if item.member_id not in later]
+    """Add each accrued month to the member's months, paid from any credit the member had, in
+    one statement. Members with a later month already (accrued ahead), or with several months
+    in this batch, are recomputed from their postings instead."""
+    counts = Counter(item.member_id for item in items)
+    simple = [item for item in items if counts[item.member_id] == 1]
+    appended: set[uuid.UUID] = set()
     if simple:
         paid = []
         for item in simple:
             balance_after = balances[receivables[item.member_id]]
             credit = max(-(balance_after - item.amount_kopecks), 0)
             paid.append(min(item.amount_kopecks, credit))
-        driver_rows(
-            session,
-            "INSERT INTO ledger_dues_months (member_id, period_month, organization_id,"
-            " currency, accrued_kopecks, paid_kopecks)"
-            " SELECT m, p, o, 'RUB', a, d FROM unnest(CAST(%(members)b AS uuid[]),"
-            " CAST(%(periods)b AS date[]), CAST(%(orgs)b AS uuid[]),"
-            " CAST(%(amounts)b AS bigint[]), CAST(%(paid)b AS bigint[])) AS n(m, p, o, a, d)"
-            " ON CONFLICT (member_id, period_month) DO UPDATE SET"
-            " accrued_kopecks = ledger_dues_months.accrued_kopecks + excluded.accrued_kopecks,"
-            " paid_kopecks = ledger_dues_months.paid_kopecks + excluded.paid_kopecks",
-            {
-                "members": [item.member_id for item in simple],
-                "periods": [item.period_month for item in simple],
-                "orgs": [item.organization_id for item in simple],
-                "amounts": [item.amount_kopecks for item in simple],
-                "paid": paid,
-            },
-        )
+        # The newest month per member is one backward index probe (a subplan per row, never a
+        # scan of the whole table, whatever the planner thinks of the array's size).
+        appended = {
+            member
+            for (member,) in driver_rows(
+                session,
+                "INSERT INTO ledger_dues_months (member_id, period_month, organization_id,"
+                " currency, accrued_kopecks, paid_kopecks)"
+                " SELECT m, p, o, 'RUB', a, d FROM unnest(CAST(%(members)b AS uuid[]),"
+                " CAST(%(periods)b AS date[]), CAST(%(orgs)b AS uuid[]),"
+                " CAST(%(amounts)b AS bigint[]), CAST(%(paid)b AS bigint[])) AS n(m, p, o, a, d)"
+                " WHERE coalesce((SELECT max(x.period_month) FROM ledger_dues_months x"
+                " WHERE x.member_id = n.m), n.p) <= n.p"
+                " ON CONFLICT (member_id, period_month) DO UPDATE SET"
+                " accrued_kopecks = ledger_dues_months.accrued_kopecks + excluded.accrued_kopecks,"
+                " paid_kopecks = ledger_dues_months.paid_kopecks + excluded.paid_kopecks"
+                " RETURNING member_id",
+                {
+                    "members": [item.member_id for item in simple],
+                    "periods": [item.period_month for item in simple],
+                    "orgs": [item.organization_id for item in simple],
+                    "amounts": [item.amount_kopecks for item in simple],
+                    "paid": paid,
+                },
+            )
+        }
     recomputed: set[uuid.UUID] = set()
     for item in items:
-        if item.member_id in later and item.member_id not in recomputed:
+        if item.member_id not in appended and item.member_id not in recomputed:
             recomputed.add(item.member_id)
             dues.recompute(session, item.member_id, item.organization_id, "RUB")

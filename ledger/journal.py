@@ -323,7 +323,8 @@ def apply_balance_deltas(
 ) -> dict[uuid.UUID, int]:
     """Add to maintained balances, locking rows in one global order so that concurrent
     posters wait for each other instead of deadlocking. Returns the new balances."""
-    ordered = sorted(deltas.items(), key=lambda item: str(item[0]))
+    # UUIDs order as their text does (fixed-width hex): the same global order as ever.
+    ordered = sorted(deltas.items(), key=lambda item: item[0])
     rows = driver_rows(
         session,
         "INSERT INTO ledger_balances (account_id, balance_kopecks, postings, updated_at) "
