@@ -161,18 +161,22 @@ class OutboundDeliveries:
         """One attempt, if the delivery is still pending and due; anything else is a no-op."""
         now = self._clock.now()
         with transaction(self._sessions) as session:
-            delivery = session.scalar(
-                select(WebhookDelivery)
+            # The delivery with its endpoint and event in one round trip; only the delivery
+            # is locked, so deliveries to one endpoint do not queue behind each other.
+            found = session.execute(
+                select(WebhookDelivery, WebhookEndpoint, Event)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .join(Event, Event.id == WebhookDelivery.event_id)
                 .where(WebhookDelivery.id == delivery_id)
-                .with_for_update(skip_locked=True)
-            )
-            if delivery is None or delivery.status != DeliveryStatus.PENDING:
+                .with_for_update(of=WebhookDelivery, skip_locked=True)
+            ).one_or_none()
+            if found is None:
+                return
+            delivery, endpoint, event = found
+            if delivery.status != DeliveryStatus.PENDING:
                 return
             if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
                 return
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-            event = session.get(Event, delivery.event_id)
-            assert endpoint is not None and event is not None
             if endpoint.status != EndpointStatus.ACTIVE:
                 self._finish(delivery, DeliveryStatus.CANCELED, now)
                 return
@@ -218,17 +222,19 @@ class OutboundDeliveries:
             )
             if delivery.status != DeliveryStatus.PENDING or delivery.attempts != attempt_no:
                 return  # restarted or finished meanwhile: the log keeps the attempt, that's all
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id, with_for_update=True)
-            assert endpoint is not None
             if outcome.succeeded:
-                endpoint.failing_since = None
+                # No lock on the endpoint for the common case: only a failing one is written.
+                repository.clear_failing(session, delivery.endpoint_id)
                 self._finish(delivery, DeliveryStatus.SUCCEEDED, now)
-            elif outcome.outcome == "gone":
-                self._finish(delivery, DeliveryStatus.FAILED, now)
-                self._disable(session, endpoint, DisabledReason.GONE, now)
             else:
-                endpoint.failing_since = endpoint.failing_since or attempted_at
-                retry_in = self._after_failure(session, delivery, endpoint, outcome, now)
+                endpoint = session.get(WebhookEndpoint, delivery.endpoint_id, with_for_update=True)
+                assert endpoint is not None
+                if outcome.outcome == "gone":
+                    self._finish(delivery, DeliveryStatus.FAILED, now)
+                    self._disable(session, endpoint, DisabledReason.GONE, now)
+                else:
+                    endpoint.failing_since = endpoint.failing_since or attempted_at
+                    retry_in = self._after_failure(session, delivery, endpoint, outcome, now)
         log.info(
             "webhook_delivery.attempted",
             delivery_id=str(delivery_id),

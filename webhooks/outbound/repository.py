@@ -112,6 +112,16 @@ def restart_delivery(
     return delivery_id
 
 
+def clear_failing(session: Session, endpoint_id: uuid.UUID) -> None:
+    """A success ends the endpoint's failing streak; an endpoint that was not failing is not
+    written (or locked) at all."""
+    session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_not(None))
+        .values(failing_since=None)
+    )
+
+
 def cancel_pending(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
     session.execute(
         update(WebhookDelivery)
