@@ -7,13 +7,14 @@ after a commit and never sent for a change that did not happen.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, insert, text
+from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -106,19 +107,23 @@ def emit_many(
     if not events:
         return []
     ids = [new_id() for _ in events]
+    # One INSERT of arrays: a batch of thousands of events is one statement on the server,
+    # not one execution per row (executemany).
     session.execute(
-        insert(Event),
-        [
-            {
-                "id": event_id,
-                "type": str(type),
-                "organization_id": organization_id,
-                "occurred_at": occurred_at,
-                "recorded_at": recorded_at or occurred_at,
-                "payload": payload,
-                "relayed_at": None,
-            }
-            for event_id, (organization_id, payload) in zip(ids, events, strict=True)
-        ],
+        text(
+            "INSERT INTO events (id, type, organization_id, occurred_at, recorded_at, payload)"
+            " SELECT e.id, :type, e.org, :occurred, :recorded, CAST(e.payload AS jsonb)"
+            " FROM unnest(CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]),"
+            " CAST(:payloads AS text[])) WITH ORDINALITY AS e(id, org, payload, n)"
+            " ORDER BY e.n"
+        ),
+        {
+            "type": str(type),
+            "occurred": occurred_at,
+            "recorded": recorded_at or occurred_at,
+            "ids": ids,
+            "orgs": [organization_id for organization_id, _ in events],
+            "payloads": [json.dumps(payload) for _, payload in events],
+        },
     )
     return ids

@@ -4,11 +4,12 @@ organisation's month. Read use cases open their own (read-only) sessions."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Row, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -177,6 +178,31 @@ class LedgerReads:
                 },
             ).all()
         return [(row.member_id, Arrears(row.months, row.kopecks, row.oldest)) for row in rows]
+
+    def arrears_stream(
+        self, organization_ids: Sequence[uuid.UUID], *, min_months: int = 2, chunk: int = 10_000
+    ) -> Iterator[tuple[uuid.UUID, Arrears]]:
+        """The whole of `arrears_list`, by member id, in one query read through a server-side
+        cursor `chunk` rows at a time: memory stays flat however many members owe, and there
+        is no per-page round trip. One read-only transaction (one snapshot) for the whole list."""
+        with self._sessions() as session, session.begin():
+            connection: psycopg.Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+            with connection.cursor(name="arrears_stream", binary=True) as cursor:
+                cursor.itersize = chunk
+                cursor.execute(
+                    (_ARREARS_OWING_TWO if min_months >= 2 else _ARREARS_ANY)
+                    .replace(" LIMIT :limit", "")
+                    .replace(":min_months", "%(min_months)s")
+                    .replace(":orgs", "%(orgs)s")
+                    .replace(":after", "%(after)s"),
+                    {
+                        "orgs": list(organization_ids),
+                        "after": uuid.UUID(int=0),
+                        "min_months": min_months,
+                    },
+                )
+                for member_id, months, kopecks, oldest in cursor:
+                    yield member_id, Arrears(int(months), int(kopecks), oldest)
 
     def organization_month(self, organization_id: uuid.UUID, period: date) -> OrganizationMonth:
         params = {"org": organization_id, "period": period, "org_owner": OwnerType.ORGANIZATION}

@@ -344,6 +344,7 @@ def test_the_arrears_list_follows_accruals_and_payments(container: Container, tr
         owing: Arrears(3, 90_000, months[0]),
         paying: Arrears(2, 45_000, months[1]),
     }
+    assert list(reads.arrears_stream(everyone, chunk=1)) == reads.arrears_list(everyone)
     assert [m for m, _ in reads.arrears_list(everyone, limit=1)] == [min(owing, paying)]
     after = min(owing, paying)
     assert [m for m, _ in reads.arrears_list(everyone, after=after)] == [max(owing, paying)]
