@@ -24,7 +24,8 @@ from core.ids import new_id
 
 class EventType(StrEnum):
     """The published catalogue of event types. The names are a contract with the CRM: add new
-    ones freely, never rename one. Payloads are documented in `webhooks/outbound/catalog.py`."""
+    ones freely, never rename one. Payloads are described in `webhooks/outbound/catalog.py`
+    and published as schemas (`webhooks/outbound/events.py`, openapi.yaml `webhooks`)."""
 
     SUBSCRIPTION_ACTIVATED = "subscription.activated"
     SUBSCRIPTION_PAST_DUE = "subscription.past_due"
