@@ -811,6 +811,9 @@ def write_results(
 ) -> None:
     notes = [f"- **{row.scenario}**: {'; '.join(row.notes)}" for row in rows if row.notes]
     loading = [f"{name} {seconds:.1f} s" for name, seconds in setup.seconds.items()]
+    # The billing benchmark's section (between its markers) is its own: keep it.
+    previous = path.read_text() if path.exists() else ""
+    billing = previous[previous.find(BILLING_START) :] if BILLING_START in previous else ""
     path.write_text(
         "\n".join(
             [
@@ -835,9 +838,13 @@ def write_results(
                 f"- peak RSS of the whole process: "
                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
                 "",
+                billing,
             ]
         )
     )
+
+
+BILLING_START = "<!-- billing-bench:start -->"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -876,9 +883,17 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     server = normalize_database_url(args.database_url or DEFAULT_SERVER)
     started = time.perf_counter()
+    load_at_start = os.getloadavg()[0]
     with fresh_database(server, keep=args.keep) as url:
         rows, setup = run(args, url)
         facts = machine_facts(url)
+    # Other engineers' runs share the cores: the load says how much of them this run had.
+    facts.append(
+        (
+            "load average (1 min)",
+            f"{load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
+        )
+    )
     print()
     print(text_table(rows))
     for row in rows:
