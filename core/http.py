@@ -38,6 +38,16 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+# Problems the edge renders itself (not raised as a DomainError): slug → (status, title).
+EDGE_PROBLEMS: dict[str, tuple[int, str]] = {
+    "malformed-body": (400, "There was an error parsing the body"),
+    "not-found": (404, "Not Found"),
+    "method-not-allowed": (405, "Method Not Allowed"),
+    "internal-error": (500, "Internal error"),
+    "not-ready": (503, "Not ready"),
+}
+
+
 def _integral(value: Any) -> int | None:
     # JSON Schema's "integer" includes 25.0; a string "25" or a boolean is refused.
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):

@@ -119,6 +119,7 @@ def build_router(
 
     @router.get("/organizations/{code}", responses=problem_responses(401, 403, 404, 422))
     def get_organization(code: OrgCode, caller: AnyCaller) -> OrganizationOut:
+        """One organisation of the caller's subtree by its code (404 outside it)."""
         return organizations.get(caller, code)
 
     @router.put(

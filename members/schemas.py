@@ -78,6 +78,20 @@ class OrganizationPut(BaseModel):
 
 
 class OrganizationOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0f7c5e0a-8a3b-4c1e-9d2f-3b6a1c2d4e5f",
+                    "code": "ppo-zavod-1",
+                    "name": "ППО завода / Plant union",
+                    "parent_id": "5b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+                    "timezone": "Europe/Moscow",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     code: str
     name: str
@@ -141,6 +155,27 @@ class MemberUpsert(BaseModel):
 
 
 class MemberOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7d3e9b1c-2a4f-4e6d-8b0a-1c2d3e4f5a6b",
+                    "external_id": "m-1001",
+                    "organization_code": "ppo-1",
+                    "full_name": "Иван Петров",
+                    "email": "ivan@example.org",
+                    "phone": "+79161234567",
+                    "birth_date": None,
+                    "joined_on": "2026-01-15",
+                    "left_on": None,
+                    "paydays": [10, 25],
+                    "created_at": "2026-11-23T07:00:00Z",
+                    "updated_at": "2026-11-23T07:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     external_id: str
     organization_code: str

@@ -1,5 +1,7 @@
 """The HTTP application: routers of every domain, problem+json errors, health and readiness."""
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -20,7 +22,9 @@ from payments.standby import endpoints as standby_endpoints
 from payments.subscriptions import endpoints as subscriptions_endpoints
 from vznos.container import Container
 from vznos.edge import apply_contract, install_edge, principal_key_id
+from vznos.links import document_links
 from vznos.migrate import current_revision, head_revision
+from vznos.problems import document_problems
 from webhooks.inbound import endpoints as inbound_endpoints
 from webhooks.outbound import endpoints as outbound_endpoints
 from webhooks.outbound.contract import build_webhooks_router
@@ -124,4 +128,18 @@ def create_app(container: Container) -> FastAPI:
             trusted_proxies=container.settings.trusted_proxies,
         )
     )
+    document_contract(app)
     return app
+
+
+def document_contract(app: FastAPI) -> None:
+    """What the routes alone do not say goes into the served schema (and so `openapi.yaml`):
+    one `Problem` schema for every error, and the links between operations."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_links(document_problems(generate()))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -56,6 +56,7 @@ def build_router(*, access: AccessService) -> APIRouter:
 
     @router.get("/api-keys/{key_id}", responses=problem_responses(401, 403, 404, 422))
     def get_api_key(key_id: uuid.UUID, caller: Admin) -> ApiKeyOut:
+        """One key's status, scopes, expiry and last use (never the key itself)."""
         return access.get_api_key(caller, key_id)
 
     @router.post("/api-keys/{key_id}/revoke", responses=problem_responses(401, 403, 404, 422))

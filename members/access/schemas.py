@@ -18,7 +18,18 @@ KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "CRM production",
+                    "scopes": ["members:write", "subscriptions:write", "payments:read"],
+                    "organization_code": "ppo-1",
+                }
+            ]
+        },
+    )
 
     name: Annotated[KeyName, Field(examples=["CRM production"])]
     scopes: Annotated[
@@ -33,7 +44,7 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyRotate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"grace_hours": 24}]})
 
     grace_hours: Annotated[
         float | None,
@@ -63,6 +74,27 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+                    "name": "CRM production",
+                    "prefix": "vz_Qm3xT8a",
+                    "organization_id": "0f7c5e0a-8a3b-4c1e-9d2f-3b6a1c2d4e5f",
+                    "scopes": ["members:write", "payments:read"],
+                    "status": "active",
+                    "created_at": "2026-11-23T07:00:00Z",
+                    "expires_at": None,
+                    "revoked_at": None,
+                    "last_used_at": None,
+                    "replaced_by_id": None,
+                    "key": "vz_Qm3xT8a…(shown once)",
+                }
+            ]
+        }
+    )
+
     key: Annotated[str, Field(description="The key itself: shown in this response only")]
 
 
@@ -72,7 +104,14 @@ class ApiKeyPage(BaseModel):
 
 
 class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"login": "olga", "password": "correct horse battery staple", "totp_code": "123456"}
+            ]
+        },
+    )
 
     login: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1000)]

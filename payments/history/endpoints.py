@@ -50,6 +50,7 @@ def build_router(*, payments: PaymentReads) -> APIRouter:
 
     @router.get("/payments/{payment_id}", responses=problem_responses(401, 403, 404, 422))
     def get_payment(payment_id: uuid.UUID, caller: PaymentsReader) -> PaymentOut:
+        """One card payment (a month's charge) with its attempts at the gateway."""
         return payments.get(caller, payment_id)
 
     return router

@@ -45,6 +45,7 @@ def build_router(*, refunds: RefundService) -> APIRouter:
 
     @router.get("/payments/{payment_id}/refunds", responses=problem_responses(401, 403, 404, 422))
     def list_refunds(payment_id: uuid.UUID, caller: RefundsReader) -> RefundList:
+        """Every refund of the payment, oldest first."""
         return refunds.list_for_payment(caller, payment_id)
 
     @router.get(
@@ -52,6 +53,8 @@ def build_router(*, refunds: RefundService) -> APIRouter:
         responses=problem_responses(401, 403, 404, 422),
     )
     def get_refund(payment_id: uuid.UUID, refund_id: uuid.UUID, caller: RefundsReader) -> RefundOut:
+        """One refund; `status` moves from `pending` to `succeeded` or `canceled` when the
+        gateway settles it."""
         return refunds.get(caller, payment_id, refund_id)
 
     return router

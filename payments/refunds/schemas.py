@@ -43,6 +43,24 @@ class RefundCreate(BaseModel):
 
 
 class RefundOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+                    "payment_id": "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
+                    "status": "pending",
+                    "amount": {"value": "350.00", "currency": "RUB"},
+                    "reason": "Взнос удержан работодателем / paid by payroll",
+                    "gateway_refund_id": "2f9a1c3e-0015-5000-a000-1b2c3d4e5f60",
+                    "cancellation_reason": None,
+                    "created_at": "2026-11-23T07:00:00Z",
+                    "settled_at": None,
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     payment_id: uuid.UUID
     status: Annotated[

@@ -25,7 +25,19 @@ class ReasonRuleIn(BaseModel):
 class RetryPolicyIn(BaseModel):
     """Rows given in `reasons` replace the default's rows for those reasons; the rest stay."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "schedule_days": [1, 3, 7],
+                    "local_hour": 10,
+                    "retry_after_payday": True,
+                    "reasons": {"insufficient_funds": {"action": "retry", "max_retries": 3}},
+                }
+            ]
+        },
+    )
 
     schedule_days: Annotated[
         list[Annotated[int, INTEGRAL]],

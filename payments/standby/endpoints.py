@@ -88,6 +88,7 @@ def build_router(
         "/payroll-shortfalls/{shortfall_id}", responses=problem_responses(401, 403, 404, 422)
     )
     def get_shortfall(shortfall_id: uuid.UUID, caller: StandbyReader) -> ShortfallOut:
+        """One payroll shortfall and the standby card charge that covers it."""
         return shortfalls.get(caller, shortfall_id)
 
     @router.get(

@@ -50,6 +50,8 @@ def build_router(*, subscriptions: SubscriptionService) -> APIRouter:
     def get_subscription(
         subscription_id: uuid.UUID, caller: SubscriptionsReader
     ) -> SubscriptionOut:
+        """The subscription with its status, amount, saved card, last charge and what changed
+        when (status and amount history)."""
         return subscriptions.get(caller, subscription_id)
 
     @router.patch(

@@ -124,7 +124,14 @@ class AmountChangeOut(BaseModel):
 class SubscriptionChange(BaseModel):
     """A new monthly amount from a month on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"amount": {"value": "400.00", "currency": "RUB"}, "effective_from": "2027-01"}
+            ]
+        },
+    )
 
     amount: MoneyIn
     effective_from: Annotated[
@@ -135,7 +142,9 @@ class SubscriptionChange(BaseModel):
 
 
 class PauseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"resume_on": "2027-03-01"}]}
+    )
 
     resume_on: Annotated[
         Day | None,
@@ -144,7 +153,9 @@ class PauseIn(BaseModel):
 
 
 class CancelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"cause": "by_member"}]}
+    )
 
     cause: Annotated[
         Literal["by_crm", "by_member", "membership_ended"],

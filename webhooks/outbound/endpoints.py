@@ -71,6 +71,7 @@ def build_router(*, endpoints: WebhookEndpointService) -> APIRouter:
 
     @router.get("/webhook-endpoints/{endpoint_id}", responses=problem_responses(401, 403, 404, 422))
     def get_webhook_endpoint(endpoint_id: uuid.UUID, caller: WebhooksManager) -> WebhookEndpointOut:
+        """One endpoint with its status and event types (never its secret)."""
         return endpoints.get(caller, endpoint_id)
 
     @router.delete(
