@@ -469,7 +469,8 @@ def outbound(args: argparse.Namespace, url: str, settings: Any) -> list[Outbound
         container.organizations.create(
             OrganizationCreate(code="crm", name="CRM union", timezone="Europe/Moscow"), None
         )
-        principal = container.access.authenticate(container.access.create_api_key("crm", "b")[1])
+        key = container.access.create_api_key("crm", "b", ["webhooks:manage"])[1]
+        principal = container.access.authenticate(key)
         container.webhook_endpoints.create(
             principal,
             WebhookEndpointCreate.model_validate({"url": f"http://127.0.0.1:{port}/hooks"}),

@@ -283,7 +283,7 @@ def org_code(container: Container) -> str:
 
 @pytest.fixture
 def api_key(container: Container, org_code: str) -> str:
-    return container.access.create_api_key(org_code, "tests")[1]
+    return container.access.create_api_key(org_code, "tests", ["admin"])[1]
 
 
 def with_idempotency_key(request: httpx.Request) -> None:

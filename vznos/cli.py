@@ -168,16 +168,19 @@ ScopeOption = Annotated[
     typer.Option(
         "--scope",
         help="A scope (repeat for several): members:write, subscriptions:write, payments:read, "
-        "refunds:write, reconciliation:write, webhooks:manage, admin. Default: every scope.",
+        "refunds:write, reconciliation:write, webhooks:manage, admin. Required for a key: "
+        "a key gets only the scopes named.",
     ),
 ]
 
 
-def _scopes(values: list[str] | None) -> list[str]:
-    from members.scopes import ALL_SCOPES, Scope
+def _scopes(values: list[str] | None, default: list[str] | None = None) -> list[str]:
+    from members.scopes import Scope
 
     if not values:
-        return sorted(ALL_SCOPES)
+        if default is None:
+            _fail("name the key's scopes: --scope S (repeat for several; `admin` for all)")
+        return sorted(default or [])
     known = {scope.value for scope in Scope}
     for value in values:
         if value not in known:
@@ -329,7 +332,7 @@ def treasurer_create(
 
     if len(password) < 12:
         _fail("the password must have at least 12 characters")
-    scopes = _scopes(scope or ["payments:read", "reconciliation:write"])
+    scopes = _scopes(scope, ["payments:read", "reconciliation:write"])
     with operator_container(_settings()) as container:
         try:
             treasurer_id, uri = container.access.create_treasurer(

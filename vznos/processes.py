@@ -16,6 +16,7 @@ from dramatiq.brokers.stub import StubBroker
 from core.settings import YOOKASSA_API_URL, Settings
 from members.errors import OrganizationExists
 from members.schemas import OrganizationCreate
+from members.scopes import Scope
 from payments.charges.billing import BillingResult
 from vznos.app import create_app
 from vznos.broker import QUEUE_PAYMENTS, QUEUE_WEBHOOKS
@@ -77,11 +78,17 @@ def banner(settings: Settings, api_key: str, emulator_url: str | None) -> str:
     return "\n".join(lines)
 
 
+# What the README's try-it commands need (members, auto-pay, standby, shortfalls, accounts,
+# refunds, webhooks), named one by one: a key is never given scopes it was not asked for, and
+# the demo key does not mint keys (`admin`).
+DEMO_SCOPES = tuple(sorted(scope.value for scope in Scope if scope is not Scope.ADMIN))
+
+
 def run_all(settings: Settings) -> None:
     with runtime(settings) as rt:
         container = rt.container
         ensure_demo_org(container)
-        _, api_key = container.access.create_api_key(DEMO_ORG_CODE, "demo (vznos run)")
+        _, api_key = container.access.create_api_key(DEMO_ORG_CODE, "demo (vznos run)", DEMO_SCOPES)
         worker = dramatiq.Worker(container.broker, worker_threads=settings.worker_threads)
         worker.start()
         stop = threading.Event()

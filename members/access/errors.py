@@ -33,6 +33,11 @@ class ScopeNotHeld(InvalidInput):
     title = "A key cannot grant what its creator lacks"
 
 
+class ScopesRequired(InvalidInput):
+    type_slug = "scopes-required"
+    title = "A key needs at least one scope"
+
+
 class LoginTaken(Conflict):
     type_slug = "login-taken"
     title = "Login already taken"

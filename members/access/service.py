@@ -32,6 +32,7 @@ from members.access.errors import (
     InvalidCredentials,
     LoginTaken,
     ScopeNotHeld,
+    ScopesRequired,
     SecondFactorRequired,
 )
 from members.access.schemas import (
@@ -44,7 +45,7 @@ from members.access.schemas import (
 )
 from members.errors import OrganizationNotFound
 from members.models import ApiKey, Organization, Treasurer, TreasurerSession
-from members.scopes import ALL_SCOPES, Scope
+from members.scopes import Scope
 from members.service import Principal, visible_organization
 
 log = structlog.get_logger("access")
@@ -161,14 +162,15 @@ class AccessService:
         self,
         org_code: str,
         name: str,
-        scopes: Iterable[str] = ALL_SCOPES,
+        scopes: Iterable[str],
         *,
         expires_at: datetime | None = None,
         principal: Principal | None = None,
     ) -> tuple[uuid.UUID, str]:
         """Create a key and return its plaintext, which is shown once and never stored. A caller
         creates keys only inside its subtree and only with scopes it holds itself; the operator
-        (no principal) may create any."""
+        (no principal) may create any. Scopes are always named: a key without any is refused
+        rather than given every scope (least privilege; `admin` is asked for by name)."""
         created = self._create_key(org_code, name, scopes, expires_at, principal)
         return created.id, created.key
 
@@ -194,6 +196,8 @@ class AccessService:
         grace: timedelta = timedelta(0),
     ) -> ApiKeyCreated:
         wanted = sorted({Scope(s).value for s in scopes})
+        if not wanted:
+            raise ScopesRequired("name the scopes the key may use", field="scopes")
         if principal is not None:
             lacking = [s for s in wanted if not principal.may(s)]
             if lacking:

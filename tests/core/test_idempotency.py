@@ -123,7 +123,7 @@ def test_keys_belong_to_one_api_key(
     assert client.post(
         "/v1/organizations", json=org_body(), headers={"Idempotency-Key": k}
     ).is_success
-    other_key = container.access.create_api_key(org_code, "second")[1]
+    other_key = container.access.create_api_key(org_code, "second", ["admin"])[1]
     with httpx.Client(
         base_url=api_server.url, headers={"Authorization": f"Bearer {other_key}"}
     ) as other:

@@ -41,7 +41,7 @@ def tree(container: Container) -> Tree:
 
 @pytest.fixture
 def fed_key(container: Container, tree: Tree) -> str:
-    return container.access.create_api_key("fed", "federation CRM")[1]
+    return container.access.create_api_key("fed", "federation CRM", ["admin"])[1]
 
 
 @pytest.fixture

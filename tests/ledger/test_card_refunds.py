@@ -45,7 +45,9 @@ def balances(container: Container, owner: uuid.UUID) -> dict[str, int]:
 def paid_member(container: Container, tree: Tree) -> uuid.UUID:
     """A member of ppo-1, which owes 30 % of its dues to the territorial organisation and
     12.34 % to the federation, accrued and paid 350.00 by card (fee 10.00)."""
-    principal = container.access.authenticate(container.access.create_api_key("fed", "t")[1])
+    principal = container.access.authenticate(
+        container.access.create_api_key("fed", "t", ["admin"])[1]
+    )
     member, _ = container.members.upsert(
         principal, "m-1", MemberUpsert(organization_code="ppo-1", full_name="Иван Петров")
     )

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from core.audit import AuditEvent
 from core.clock import ManualClock
+from members.access.errors import ScopesRequired
 from members.models import ApiKey, Treasurer
 from members.schemas import OrganizationCreate
 from vznos.app import create_app
@@ -94,6 +95,18 @@ def test_scopes_401_403_and_a_key_cannot_grant_more_than_its_creator(
         "/v1/api-keys", json={"name": "x", "scopes": ["root"]}, headers=bearer(members_admin)
     )
     assert unknown_scope.status_code == 422
+    # A key is given only what is named: no scopes (or none at all) is a 422 naming `scopes`,
+    # never a key with every scope.
+    for body in ({"name": "x", "scopes": []}, {"name": "x"}):
+        unscoped = http.post("/v1/api-keys", json=body, headers=bearer(members_admin))
+        assert unscoped.status_code == 422, unscoped.text
+        assert unscoped.json()["field"] == "scopes"
+    with pytest.raises(ScopesRequired) as refused:
+        container.access.create_api_key("terr", "operator", [])
+    assert refused.value.field == "scopes"
+    with container.engine.connect() as connection:
+        names = connection.execute(text("SELECT name FROM api_keys")).scalars().all()
+    assert sorted(names) == ["reader", "x"]
 
 
 def test_expired_and_revoked_keys_are_401(

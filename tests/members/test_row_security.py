@@ -45,7 +45,7 @@ def two_trees(container: Container, app_container: Container) -> dict[str, uuid.
         org = app_container.organizations.create(OrganizationCreate(code=code, name=code), None)
         ids[code] = org.id
         principal = app_container.access.authenticate(
-            app_container.access.create_api_key(code, "t")[1]
+            app_container.access.create_api_key(code, "t", ["admin"])[1]
         )
         app_container.members.upsert(
             principal, f"m-{code}", MemberUpsert(organization_code=code, full_name="Анна")

@@ -130,7 +130,7 @@ def test_unknown_and_foreign_payments_are_404(
     container.organizations.create(
         OrganizationCreate(code="other", name="Other union", timezone="Europe/Moscow"), None
     )
-    _, stranger = container.access.create_api_key("other", "stranger")
+    _, stranger = container.access.create_api_key("other", "stranger", ["admin"])
     with httpx.Client(
         base_url=api_server.url,
         headers={"Authorization": f"Bearer {stranger}"},

@@ -143,7 +143,7 @@ def test_a_foreign_subscription_is_not_found(
 ) -> None:
     sid = subscribe()
     container.organizations.create(OrganizationCreate(code="other", name="Другой"), None)
-    other_key = container.access.create_api_key("other", "other")[1]
+    other_key = container.access.create_api_key("other", "other", ["admin"])[1]
     other = httpx.Client(
         base_url=str(client.base_url),
         headers={"Authorization": f"Bearer {other_key}"},

@@ -49,14 +49,23 @@ def test_org_and_apikey_commands(container: Container, cli_env: dict[str, str]) 
     assert bad_zone.exit_code == 2
     assert "time zone" in bad_zone.output
 
-    key = runner.invoke(cli, ["apikey", "create", "--org", "terr"], env=cli_env)
+    # No scope named, no key: least privilege is the default, `admin` is asked for by name.
+    unscoped = runner.invoke(cli, ["apikey", "create", "--org", "terr"], env=cli_env)
+    assert unscoped.exit_code == 2
+    assert "--scope" in unscoped.output
+    key = runner.invoke(
+        cli, ["apikey", "create", "--org", "terr", "--scope", "members:write"], env=cli_env
+    )
     assert key.exit_code == 0, key.output
     plaintext = key.output.strip().splitlines()[-1]
     assert plaintext.startswith("vz_")
     principal = container.access.authenticate(plaintext)
     assert len(principal.scope) == 1
+    assert principal.scopes == {"members:write"}
 
-    unknown = runner.invoke(cli, ["apikey", "create", "--org", "nope"], env=cli_env)
+    unknown = runner.invoke(
+        cli, ["apikey", "create", "--org", "nope", "--scope", "admin"], env=cli_env
+    )
     assert unknown.exit_code == 2
 
 

@@ -32,7 +32,7 @@ def other_client(container: Container, client: httpx.Client) -> httpx.Client:
     container.organizations.create(
         OrganizationCreate(code="other", name="Другой / Other", timezone="Europe/Moscow"), None
     )
-    key = container.access.create_api_key("other", "tests")[1]
+    key = container.access.create_api_key("other", "tests", ["admin"])[1]
     return httpx.Client(
         base_url=client.base_url,
         headers={"Authorization": f"Bearer {key}"},
