@@ -41,6 +41,10 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_organization_sequence", "organization_id", "sequence"),
     )
+    # Insert without RETURNING the sequence: row-level security lets the app write an audit
+    # row about an organisation it cannot read yet (one created in this very transaction),
+    # and RETURNING would apply the read policy to the new row.
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012 - SQLAlchemy reads it
 
 
 def record(
