@@ -228,6 +228,13 @@ class KeyRing:
     def open(self, token: str, aad: str) -> str:
         return self._open_bytes(token, aad).decode()
 
+    def seal_bytes(self, plaintext: bytes, aad: str) -> str:
+        """`seal` for bytes (a stored HTTP answer)."""
+        return self._seal_bytes(plaintext, aad)
+
+    def open_bytes(self, token: str, aad: str) -> bytes:
+        return self._open_bytes(token, aad)
+
     def sealed_key_id(self, token: str) -> str:
         key_id, _ = _split(token, SEALED_SCHEME)
         return key_id

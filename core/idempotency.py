@@ -44,6 +44,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.clock import Clock
+from core.crypto import SEALED_SCHEME, CryptoError, KeyRing, column_aad
 from core.db import Base, transaction
 from core.errors import Conflict, DomainError, InvalidInput
 
@@ -81,6 +82,11 @@ class IdempotencyKeyInvalid(DomainError):
 class IdempotencyKeyReused(InvalidInput):
     type_slug = "idempotency-key-reused"
     title = "Idempotency-Key reused with another request"
+
+
+class IdempotentAnswerUnreadable(Conflict):
+    type_slug = "idempotent-answer-unreadable"
+    title = "The first answer under this Idempotency-Key can no longer be read"
 
 
 class IdempotencyKeyInUse(Conflict):
@@ -140,6 +146,13 @@ def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+_SEALED_PREFIX = (SEALED_SCHEME + ".").encode()
+
+
+def _answer_aad(principal_id: uuid.UUID, key: str) -> str:
+    return column_aad("idempotency_keys", "response_body", f"{principal_id}:{key}")
+
+
 class IdempotencyStore:
     def __init__(
         self,
@@ -148,9 +161,13 @@ class IdempotencyStore:
         *,
         retention: timedelta,
         lock_timeout: timedelta,
+        keyring: KeyRing | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        # Stored answers are sealed: one may carry a secret shown once (an API key, a
+        # `whsec_` webhook secret) or a member's data, which must not sit in plaintext here.
+        self._keyring = keyring
         self.retention = retention
         self.lock_timeout = lock_timeout
 
@@ -206,7 +223,9 @@ class IdempotencyStore:
                 )
             if row.response_status is not None:
                 return StoredResponse(
-                    row.response_status, dict(row.response_headers or {}), row.response_body or b""
+                    row.response_status,
+                    dict(row.response_headers or {}),
+                    self._opened(principal_id, key, row.response_body or b""),
                 )
             if row.locked_at is not None and row.locked_at > now - self.lock_timeout:
                 raise IdempotencyKeyInUse(
@@ -230,11 +249,31 @@ class IdempotencyStore:
                 .values(
                     response_status=response.status,
                     response_headers=response.headers,
-                    response_body=response.body,
+                    response_body=self._sealed(claim.principal_id, claim.key, response.body),
                     lock_token=None,
                     locked_at=None,
                 )
             )
+
+    def _sealed(self, principal_id: uuid.UUID, key: str, body: bytes) -> bytes:
+        if self._keyring is None:
+            return body
+        return self._keyring.seal_bytes(body, _answer_aad(principal_id, key)).encode()
+
+    def _opened(self, principal_id: uuid.UUID, key: str, stored: bytes) -> bytes:
+        if self._keyring is None or not stored.startswith(_SEALED_PREFIX):
+            return stored  # stored before answers were sealed, or an empty body
+        try:
+            return self._keyring.open_bytes(stored.decode(), _answer_aad(principal_id, key))
+        except CryptoError as exc:
+            # Its master key was removed within the retention: the operation ran, so it is
+            # never run again; the caller reads the object instead.
+            log.warning("idempotency.answer_unreadable", principal_id=str(principal_id))
+            raise IdempotentAnswerUnreadable(
+                "the request with this Idempotency-Key was done, but its stored answer can no "
+                "longer be read (master key retired); read the object instead",
+                field=HEADER,
+            ) from exc
 
     def release(self, claim: Claim) -> None:
         """Forget the claim: the operation refused or failed and changed nothing."""

@@ -306,6 +306,7 @@ def build_container(
             clock,
             retention=timedelta(hours=settings.idempotency_retention_hours),
             lock_timeout=timedelta(seconds=settings.idempotency_lock_timeout_seconds),
+            keyring=keyring,
         ),
         rate_limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_limit_storage_url),
     )

@@ -247,3 +247,35 @@ def test_a_dead_holder_is_taken_over_after_the_lock_timeout(
         row = session.get(IdempotencyKey, (principal, "k" * 20))
         assert row is not None
         assert row.lock_token is None
+
+
+def test_stored_answers_are_sealed_and_bound_to_their_key(
+    client: httpx.Client, container: Container
+) -> None:
+    """An answer shown once (an API key, a `whsec_` secret) must not sit in plaintext in the
+    idempotency table: it is stored sealed under the master key, bound to its own row."""
+    body = {"name": "CRM", "scopes": ["payments:read"]}
+    k, other = key(), key()
+    first = client.post("/v1/api-keys", json=body, headers={"Idempotency-Key": k})
+    assert first.status_code == 201, first.text
+    secret = first.json()["key"]
+    assert client.post("/v1/api-keys", json=body, headers={"Idempotency-Key": other}).is_success
+    with container.engine.connect() as connection:
+        rows = connection.execute(text("SELECT key, response_body FROM idempotency_keys"))
+        stored: dict[str, bytes] = {row.key: bytes(row.response_body) for row in rows}
+    assert stored[k].startswith(b"vzk1.")
+    assert secret.encode() not in stored[k] and b"vz_" not in stored[k]
+    again = client.post("/v1/api-keys", json=body, headers={"Idempotency-Key": k})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["key"] == secret
+    # A sealed answer moved to another key's row does not open there: a 409, never a 500,
+    # and never the operation run a second time.
+    with container.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE idempotency_keys SET response_body = :body WHERE key = :other"),
+            {"body": stored[k], "other": other},
+        )
+    moved = client.post("/v1/api-keys", json=body, headers={"Idempotency-Key": other})
+    assert moved.status_code == 409, moved.text
+    assert moved.json()["type"] == PROBLEM + "idempotent-answer-unreadable"
+    assert count(container, "api_keys") == 3  # the fixture's, and one per key
