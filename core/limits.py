@@ -129,6 +129,30 @@ class RateLimiter:
         self.storage.reset()
 
 
+class SignInThrottle:
+    """Sign-in attempts counted per login and per client address: a password guesser is slowed
+    on one account and across accounts, each answer a 429 with Retry-After."""
+
+    def __init__(self, per_login: RateLimiter, per_address: RateLimiter) -> None:
+        self.per_login = per_login
+        self.per_address = per_address
+
+    def check(self, login: str, address: str | None) -> None:
+        waits = [
+            self.per_login.retry_after(
+                "login:" + hashlib.sha256(login.lower().encode()).hexdigest()
+            ),
+            self.per_address.retry_after("addr:" + (address or "unknown")),
+        ]
+        wait = max((w for w in waits if w is not None), default=None)
+        if wait is not None:
+            log.info("sign_in.rate_limited", retry_after_seconds=wait)
+            raise TooManyRequests(
+                f"too many sign-in attempts; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
+
 def caller_identity(scope: Scope) -> str:
     authorization = _header(scope, b"authorization")
     if authorization:

@@ -160,6 +160,15 @@ class Settings(BaseSettings):
         description="Requests per API key (or per address without one), `limits` notation; "
         "past it 429 with Retry-After.",
     )
+    sign_in_rate_limit: str = Field(
+        default="10/minute;50/hour",
+        description="Treasurer sign-in attempts per login (password guessing against one "
+        "account); past it 429 with Retry-After.",
+    )
+    sign_in_address_rate_limit: str = Field(
+        default="30/minute;300/hour",
+        description="Treasurer sign-in attempts per client address (guessing across accounts).",
+    )
     api_rate_limit_storage_url: str = Field(
         default="memory://",
         description="Where rate-limit counters live: `memory://` (each API process counts on "
@@ -189,7 +198,7 @@ class Settings(BaseSettings):
             return parse_networks(value)
         return value
 
-    @field_validator("api_rate_limit")
+    @field_validator("api_rate_limit", "sign_in_rate_limit", "sign_in_address_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         from limits import parse_many

@@ -116,7 +116,11 @@ def create_app(container: Container) -> FastAPI:
                 retention_hours=container.settings.idempotency_retention_hours,
             )
         )
-    app.include_router(access_endpoints.build_sessions_router(access=container.access))
+    app.include_router(
+        access_endpoints.build_sessions_router(
+            access=container.access, throttle=container.sign_in_throttle
+        )
+    )
     # What Vznos sends to CRMs: documented as OpenAPI `webhooks`, served nowhere.
     app.webhooks.include_router(build_webhooks_router())
     install_edge(app, container)

@@ -16,7 +16,7 @@ from core.crypto import KeyRing
 from core.db import make_engine, make_sessions
 from core.faults import FaultPoints
 from core.idempotency import IdempotencyStore
-from core.limits import RateLimiter
+from core.limits import RateLimiter, SignInThrottle
 from core.queue import TaskQueue
 from core.settings import Settings
 from core.ssrf import UrlGuard
@@ -108,6 +108,7 @@ class Container:
     webhook_sender: WebhookSender
     idempotency: IdempotencyStore
     rate_limiter: RateLimiter
+    sign_in_throttle: SignInThrottle
     extras: dict[str, object] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -309,6 +310,10 @@ def build_container(
             keyring=keyring,
         ),
         rate_limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_limit_storage_url),
+        sign_in_throttle=SignInThrottle(
+            RateLimiter(settings.sign_in_rate_limit, settings.api_rate_limit_storage_url),
+            RateLimiter(settings.sign_in_address_rate_limit, settings.api_rate_limit_storage_url),
+        ),
     )
 
 

@@ -4,10 +4,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from core.http import problem_responses
 from core.instants import Instant
+from core.limits import SignInThrottle
+from core.networks import client_address
 from members.access.dependencies import require
 from members.access.schemas import (
     MAX_PAGE,
@@ -108,7 +110,7 @@ def build_router(*, access: AccessService) -> APIRouter:
     return router
 
 
-def build_sessions_router(*, access: AccessService) -> APIRouter:
+def build_sessions_router(*, access: AccessService, throttle: SignInThrottle) -> APIRouter:
     """Sign-in: the one API route without a bearer (so without per-key idempotency)."""
     router = APIRouter(prefix="/v1", tags=["access"])
 
@@ -119,9 +121,16 @@ def build_sessions_router(*, access: AccessService) -> APIRouter:
         # body limit (413), the per-address rate limit (429) and undecodable bodies (400).
         responses=problem_responses(400, 401, 413, 422, 429),
     )
-    def sign_in(body: SessionCreate) -> SessionCreated:
+    def sign_in(body: SessionCreate, request: Request) -> SessionCreated:
         """A treasurer signs in with a password and, when enrolled, a TOTP code; the answer's
-        `vzt_…` token authenticates like an API key until it expires."""
+        `vzt_…` token authenticates like an API key until it expires. Attempts are limited per
+        login and per client address (429 with Retry-After)."""
+        address = client_address(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            request.app.state.trusted_proxies,
+        )
+        throttle.check(body.login, str(address) if address else None)
         return access.sign_in(body.login, body.password, body.totp_code)
 
     return router

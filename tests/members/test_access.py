@@ -10,14 +10,14 @@ from datetime import timedelta
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from core.audit import AuditEvent
 from core.clock import ManualClock
 from members.access.errors import ScopesRequired
-from members.models import ApiKey, Treasurer
+from members.models import ApiKey, Treasurer, TreasurerSession
 from members.schemas import OrganizationCreate
 from vznos.app import create_app
 from vznos.cli import app as cli
@@ -393,3 +393,35 @@ def test_apikey_and_treasurer_commands(
         env={**cli_env, "VZNOS_TREASURER_PASSWORD": "another long password"},
     )
     assert taken.exit_code == 2 and "taken" in taken.output
+
+
+def test_sign_in_attempts_are_limited_per_login_and_per_address(
+    container: Container, tree: dict[str, str], http: TestClient
+) -> None:
+    """Password guessing gets a 429 with Retry-After: 10 attempts a minute on one login (even
+    the right password then waits), 30 a minute from one address across logins."""
+    container.access.create_treasurer(
+        org_code="terr",
+        login="anna",
+        display_name="Анна",
+        password="correct horse battery",
+        scopes=["payments:read"],
+        with_totp=False,
+    )
+    for _ in range(10):
+        assert http.post("/v1/sessions", json={"login": "anna", "password": "x"}).status_code == 401
+    right = {"login": "anna", "password": "correct horse battery"}
+    limited = http.post("/v1/sessions", json=right)
+    assert limited.status_code == 429, limited.text
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["type"].endswith("/rate-limited")
+    with container.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(TreasurerSession)) == 0
+    # Another login from the same address is not yet limited …
+    assert http.post("/v1/sessions", json={"login": "boris", "password": "x"}).status_code == 401
+    # … until the address has tried 30 times in the minute.
+    codes = [
+        http.post("/v1/sessions", json={"login": f"guess-{n}", "password": "x"}).status_code
+        for n in range(25)
+    ]
+    assert codes[:18] == [401] * 18 and codes[-1] == 429
