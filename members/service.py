@@ -64,6 +64,8 @@ class Principal:
     scopes: frozenset[str] = ALL_SCOPES
     treasurer_id: uuid.UUID | None = None
     ip: str | None = None
+    # The treasurer's sign-in session this request came with (None for an API key).
+    session_id: uuid.UUID | None = None
 
     def can_see(self, organization_id: uuid.UUID | None) -> bool:
         return organization_id in self.scope

@@ -4,13 +4,13 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from core.http import problem_responses
 from core.instants import Instant
 from core.limits import SignInThrottle
 from core.networks import client_address
-from members.access.dependencies import require
+from members.access.dependencies import authenticated, require
 from members.access.schemas import (
     MAX_PAGE,
     ApiKeyCreate,
@@ -27,6 +27,7 @@ from members.scopes import Scope
 from members.service import Principal
 
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+AnyCaller = Annotated[Principal, Depends(authenticated)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
@@ -132,5 +133,17 @@ def build_sessions_router(*, access: AccessService, throttle: SignInThrottle) ->
         )
         throttle.check(body.login, str(address) if address else None)
         return access.sign_in(body.login, body.password, body.totp_code)
+
+    @router.delete(
+        "/sessions/current",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=problem_responses(401, 404, 429),
+    )
+    def sign_out(caller: AnyCaller) -> Response:
+        """Sign out: revoke the treasurer session whose `vzt_…` token made this request; its
+        next request is a 401. With an API key it is a 404 (a key is revoked through
+        `/v1/api-keys/{key_id}/revoke`)."""
+        access.sign_out(caller)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

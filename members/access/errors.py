@@ -38,6 +38,11 @@ class ScopesRequired(InvalidInput):
     title = "A key needs at least one scope"
 
 
+class SessionNotFound(NotFound):
+    type_slug = "session-not-found"
+    title = "No sign-in session"
+
+
 class LoginTaken(Conflict):
     type_slug = "login-taken"
     title = "Login already taken"

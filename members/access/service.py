@@ -34,6 +34,7 @@ from members.access.errors import (
     ScopeNotHeld,
     ScopesRequired,
     SecondFactorRequired,
+    SessionNotFound,
 )
 from members.access.schemas import (
     ApiKeyCreated,
@@ -154,7 +155,30 @@ class AccessService:
                 scope=frozenset(repository.subtree_ids(session, treasurer.organization_id)),
                 scopes=frozenset(treasurer.scopes),
                 ip=ip,
+                session_id=found.id,
             )
+
+    def sign_out(self, principal: Principal) -> None:
+        """Revoke the session the request came with: its next request is a 401. An API key is
+        not a session (revoke it through /v1/api-keys instead)."""
+        if principal.session_id is None:
+            raise SessionNotFound(
+                "this credential is an API key, not a sign-in session", field="Authorization"
+            )
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            found = session.get(TreasurerSession, principal.session_id, with_for_update=True)
+            if found is not None and found.revoked_at is None:
+                found.revoked_at = now
+                audit.record(
+                    session,
+                    "treasurer.signed_out",
+                    at=now,
+                    organization_id=principal.organization_id,
+                    subject_type="treasurer",
+                    subject_id=principal.treasurer_id,
+                )
+        log.info("treasurer.signed_out", treasurer_id=str(principal.treasurer_id))
 
     # --- API keys -------------------------------------------------------------------------
 

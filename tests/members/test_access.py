@@ -425,3 +425,34 @@ def test_sign_in_attempts_are_limited_per_login_and_per_address(
         for n in range(25)
     ]
     assert codes[:18] == [401] * 18 and codes[-1] == 429
+
+
+def test_a_treasurer_signs_out_and_the_token_stops_working(
+    container: Container, tree: dict[str, str], http: TestClient
+) -> None:
+    container.access.create_treasurer(
+        org_code="terr",
+        login="olga",
+        display_name="Ольга",
+        password="correct horse battery",
+        scopes=["payments:read"],
+        with_totp=False,
+    )
+    signed = http.post("/v1/sessions", json={"login": "olga", "password": "correct horse battery"})
+    assert signed.status_code == 201, signed.text
+    token = signed.json()["token"]
+    assert http.get("/v1/organizations", headers=bearer(token)).status_code == 200
+    out = http.delete("/v1/sessions/current", headers=bearer(token))
+    assert out.status_code == 204, out.text
+    assert http.get("/v1/organizations", headers=bearer(token)).status_code == 401
+    assert http.delete("/v1/sessions/current", headers=bearer(token)).status_code == 401
+    assert http.delete("/v1/sessions/current").status_code == 401
+    # An API key is not a session: revoking keys has its own endpoint.
+    key = container.access.create_api_key("terr", "crm", ["payments:read"])[1]
+    not_session = http.delete("/v1/sessions/current", headers=bearer(key))
+    assert not_session.status_code == 404
+    assert not_session.json()["type"].endswith("/session-not-found")
+    assert http.get("/v1/organizations", headers=bearer(key)).status_code == 200
+    with container.sessions() as session:
+        actions = session.scalars(select(AuditEvent.action)).all()
+    assert "treasurer.signed_out" in actions
