@@ -21,7 +21,7 @@ from members.endpoints import ExternalId
 from members.scopes import Scope
 from members.service import Principal
 from payments.charges.states import ChargeKind
-from payments.pages.links import LinkExpired, LinkInvalid, LinkPurpose, MemberLink
+from payments.pages.links import LinkExpired, LinkInvalid, LinkPurpose, LinkRetired, MemberLink
 from payments.pages.locale import TEXTS, Formatter, Language, language_of
 from payments.pages.schemas import LinkCreate, LinkOut
 from payments.pages.service import AutopayView, ConsentMissing, MemberPages, PaymentLine
@@ -331,6 +331,8 @@ def _refusal(exc: DomainError, lang: Language) -> tuple[str, str]:
     t = TEXTS[lang]
     if isinstance(exc, LinkExpired):
         return t["link_expired_title"], t["link_expired_text"]
+    if isinstance(exc, LinkRetired):
+        return t["link_retired_title"], t["link_retired_text"]
     if isinstance(exc, LinkInvalid) and exc.field == "csrf":
         return t["form_stale_title"], t["form_stale_text"]
     if isinstance(exc, LinkInvalid):

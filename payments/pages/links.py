@@ -39,6 +39,14 @@ class LinkExpired(DomainError):
     title = "The link has expired"
 
 
+class LinkRetired(DomainError):
+    """The link's member was erased: whatever the link promised is gone with their data."""
+
+    status = 410
+    type_slug = "link-retired"
+    title = "The link is no longer in use"
+
+
 @dataclass(frozen=True)
 class MemberLink:
     member_id: uuid.UUID

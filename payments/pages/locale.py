@@ -140,6 +140,9 @@ TEXTS: dict[Language, dict[str, str]] = {
         "link_expired_title": "Срок действия ссылки истёк",
         "link_expired_text": "Ссылки на эту страницу действуют ограниченное время. Попросите "
         "новую ссылку в своей профсоюзной организации.",
+        "link_retired_title": "Ссылка больше не действует",
+        "link_retired_text": "По этой ссылке больше ничего нельзя сделать. Если вопрос остался, "
+        "обратитесь в свою профсоюзную организацию.",
         "form_stale_title": "Форма устарела",
         "form_stale_text": "Откройте страницу по ссылке ещё раз и повторите действие.",
         "problem_title": "Не получилось",
@@ -229,6 +232,9 @@ TEXTS: dict[Language, dict[str, str]] = {
         "link_expired_title": "This link has expired",
         "link_expired_text": "Links to this page work for a limited time. Ask your union branch "
         "for a new one.",
+        "link_retired_title": "This link is no longer in use",
+        "link_retired_text": "Nothing can be done through this link any more. If you have a "
+        "question, ask your union branch.",
         "form_stale_title": "The form is out of date",
         "form_stale_text": "Open the page from your link again and repeat.",
         "problem_title": "That did not work",

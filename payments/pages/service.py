@@ -21,7 +21,7 @@ from members.service import Principal, visible_member
 from payments.charges import repository as charges_repository
 from payments.charges.arrears import Overdue
 from payments.charges.states import ChargeKind
-from payments.pages.links import LinkInvalid, LinkPurpose, LinkSigner, MemberLink
+from payments.pages.links import LinkInvalid, LinkPurpose, LinkRetired, LinkSigner, MemberLink
 from payments.pages.locale import Formatter, Language
 from payments.pages.schemas import LinkCreate, LinkOut
 from payments.pages.terms import AUTOPAY_PURPOSE, CURRENT_VERSION, TermsFacts, terms
@@ -183,8 +183,12 @@ class MemberPages:
     def read(self, token: str, purpose: LinkPurpose) -> MemberLink:
         link = self._signer.read(token, purpose)
         with self._sessions() as session:
-            if session.get(Member, link.member_id) is None:
+            member = session.get(Member, link.member_id)
+            if member is None:
                 raise LinkInvalid("the link names no member", field="link")
+            if member.erased_at is not None:
+                # Crypto-shredded: nothing may be shown, subscribed or paid for a pseudonym.
+                raise LinkRetired("the link's member was erased", field="link")
         return link
 
     def form_token(self, token: str, action: str) -> str:

@@ -216,3 +216,28 @@ def test_a_member_who_left_the_acquirers_page_can_go_back_to_it(
     page = httpx.get(base + manage.group(1))
     assert 'data-status="pending_confirmation"' in page.text
     assert f'href="{checkout}"' in page.text
+
+
+def test_the_links_of_an_erased_member_are_a_friendly_page(
+    client: httpx.Client, container: Container, issue_link: IssueLink, member: str
+) -> None:
+    """Erasure shreds the member's data key; links issued before it must not reach a page
+    that needs it (a stack trace), nor subscribe or pay for a pseudonym."""
+    subscribe = issue_link()
+    manage = issue_link("manage")
+    form = httpx.get(subscribe)
+    assert form.status_code == 200
+    csrf = csrf_of(form.text)
+    assert client.delete(f"/v1/members/{member}").status_code == 200
+    before = count(container, Subscription)
+    for url in (subscribe, manage):
+        for lang in ("ru", "en"):
+            page = httpx.get(url, params={"lang": lang})
+            assert page.status_code == 410, (url, page.text)
+            assert page.headers["content-type"].startswith("text/html")
+            assert "Traceback" not in page.text
+        assert "Ссылка больше не действует" in httpx.get(url).text
+    assert "This link is no longer in use" in httpx.get(manage, params={"lang": "en"}).text
+    posted = httpx.post(subscribe, data={"csrf": csrf, "consent": "yes"})
+    assert posted.status_code == 410
+    assert count(container, Subscription) == before
