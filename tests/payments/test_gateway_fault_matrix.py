@@ -82,6 +82,7 @@ CASES = [
     Case("timeout_before_processing", fault("delay", seconds=SLOW_SECONDS), "succeeded",
          wait_for_server_seconds=SLOW_SECONDS),
     Case("reply_dropped_after_processing", fault("drop_after"), "succeeded"),
+    Case("reply_reset_mid_body", fault("reset_mid_body"), "succeeded"),
     Case("500_after_processing", fault("error_after"), "succeeded"),
     Case("500_before_processing", fault("error_before"), "succeeded"),
     Case("429_with_retry_after", fault("error_before", status=429, retry_after_seconds=90),

@@ -31,7 +31,14 @@ from payments.gateway.emulator.errors import (
     error_body,
     invalid,
 )
-from payments.gateway.emulator.faults import Answer, DropConnection, Fault, Reply, apply_fault
+from payments.gateway.emulator.faults import (
+    Answer,
+    DropConnection,
+    Fault,
+    Reply,
+    ResetMidBody,
+    apply_fault,
+)
 from payments.gateway.emulator.notifier import NotificationFault
 from payments.gateway.emulator.state import EmulatorState
 from payments.gateway.emulator.validation import check_idempotence_key
@@ -60,20 +67,45 @@ class _DropReply(BaseException):
     closes the connection without a response: the client sees a disconnect, not an HTTP error."""
 
 
+class _ResetReply(BaseException):
+    """Like `_DropReply`, after sending the head and half the body of `reply`."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__("reset mid-body")
+        self.reply = reply
+
+
 class EmulatorApp(Starlette):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         except _DropReply:
-            # uvicorn hands the app its request cycle's bound `send`; the cycle owns the
-            # connection. Abort it (no bytes written) and mark it gone, so the server does not
-            # fall back to a 500 of its own.
-            cycle = getattr(send, "__self__", None)
-            transport = getattr(cycle, "transport", None)
-            if cycle is None or transport is None:
-                raise RuntimeError("cannot drop a connection outside uvicorn") from None
-            transport.abort()
-            cycle.disconnected = True
+            _cut(send)
+        except _ResetReply as reset:
+            body = json.dumps(reset.reply.body).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send(
+                {"type": "http.response.start", "status": reset.reply.status, "headers": headers}
+            )
+            await send(
+                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+            )
+            _cut(send)
+
+
+def _cut(send: Any) -> None:
+    # uvicorn hands the app its request cycle's bound `send`; the cycle owns the connection.
+    # Abort it (nothing more written) and mark it gone, so the server does not fall back to a
+    # 500 of its own.
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if cycle is None or transport is None:
+        raise RuntimeError("cannot drop a connection outside uvicorn") from None
+    transport.abort()
+    cycle.disconnected = True
 
 
 def _json_error(exc: EmulatorError) -> JSONResponse:
@@ -148,6 +180,8 @@ def _api(state: EmulatorState, operation: Operation, *, mutating: bool) -> Endpo
             reply = await run_in_threadpool(apply_fault, fault, process)
         except DropConnection:
             raise _DropReply from None
+        except ResetMidBody as reset:
+            raise _ResetReply(reset.reply) from None
         except Exception:
             logger.exception("emulator failed on %s %s", method, path)
             reply = Reply(500, error_body("internal_server_error", "Emulator failure"), {})

@@ -11,7 +11,10 @@ what the client gets back, and when:
 - `delay_after`: process, then wait `seconds` before answering (slow reply past the timeout);
 - `drop_before`: close the connection without processing and without an HTTP response;
 - `drop_after`: process, then close the connection without an HTTP response (the reply is lost;
-  the client sees a disconnect, not an HTTP error).
+  the client sees a disconnect, not an HTTP error);
+- `reset_mid_body`: process, send the status line, the headers (with the full Content-Length)
+  and half of the body, then cut the connection (the client has begun to read a reply it never
+  completes).
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from typing import Any, Literal, cast, get_args
 from payments.gateway.emulator.errors import CODE_BY_STATUS, error_body
 
 FaultKind = Literal[
-    "error_before", "error_after", "delay", "delay_after", "drop_before", "drop_after"
+    "error_before",
+    "error_after",
+    "delay",
+    "delay_after",
+    "drop_before",
+    "drop_after",
+    "reset_mid_body",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -45,6 +54,14 @@ class Reply:
 
 class DropConnection(Exception):
     """The HTTP layer must close the connection without sending any response."""
+
+
+class ResetMidBody(Exception):
+    """The HTTP layer must send `reply`'s head and half its body, then cut the connection."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__("reset mid-body")
+        self.reply = reply
 
 
 @dataclass
@@ -163,4 +180,6 @@ def apply_fault(fault: Fault | None, process: Callable[[], Answer]) -> Reply:
         return Reply(*answer, {})
     if fault.kind == "drop_after":
         raise DropConnection
+    if fault.kind == "reset_mid_body":
+        raise ResetMidBody(Reply(*answer, {}))
     raise AssertionError(f"unhandled fault kind {fault.kind}")

@@ -46,6 +46,21 @@ def test_drop_after_processing_closes_the_connection_without_a_response(
     assert len(harness.state.payments()) == 1
 
 
+def test_reset_mid_body_sends_half_a_reply_then_cuts_the_connection(
+    harness: Harness, new_key: Callable[[], str]
+) -> None:
+    harness.state.inject_fault(Fault("POST", "/v3/payments", "reset_mid_body"))
+    key = new_key()
+    # The status line and headers arrived; the body never completes.
+    with pytest.raises(httpx.RemoteProtocolError, match=r"incomplete|body|closed"):
+        harness.create(harness.first_payment_body(), key)
+    [made] = harness.state.payments()
+    replayed = harness.create(harness.first_payment_body(), key)
+    assert replayed.status_code == 200
+    assert replayed.json()["id"] == made["id"]
+    assert len(harness.state.payments()) == 1
+
+
 def test_drop_before_processing_creates_nothing(
     harness: Harness, new_key: Callable[[], str]
 ) -> None:
