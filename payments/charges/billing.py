@@ -45,6 +45,7 @@ from core.queue import TaskQueue
 from members.models import Member, Organization
 from payments.charges import repository
 from payments.charges.models import Charge, ChargeAttempt
+from payments.charges.outcomes import fail_charge
 from payments.charges.scheduling import (
     AttemptDraft,
     ChargeDraft,
@@ -52,7 +53,7 @@ from payments.charges.scheduling import (
     insert_attempts,
     schedule_charges,
 )
-from payments.charges.service import TASK_SUBMIT, ChargeService
+from payments.charges.service import TASK_SUBMIT
 from payments.charges.states import (
     MONTHLY_KINDS,
     AttemptStatus,
@@ -363,14 +364,12 @@ class BillingService:
             return False
         if previous is not None and charge.retry_until is not None and now >= charge.retry_until:
             # The month is over: no retry reaches into the next one.
-            ChargeService.fail_charge(
-                charge, subscription, charge.failure_reason or "month_ended", now
-            )
+            fail_charge(charge, subscription, charge.failure_reason or "month_ended", now)
             log.info("charge.month_ended", charge_id=str(charge.id))
             return False
         timezone = zones.get(charge.organization_id, DEFAULT_TIMEZONE)
         if card_expired_on(method, local_date(now, timezone)):
-            ChargeService.fail_charge(charge, subscription, "card_expired", now, card_dead=True)
+            fail_charge(charge, subscription, "card_expired", now, card_dead=True)
             log.info("charge.card_expired", charge_id=str(charge.id))
             return False
         return True

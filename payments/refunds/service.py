@@ -37,8 +37,8 @@ from core.queue import TaskQueue
 from ledger.service import post_card_refund
 from members.models import Member, Organization
 from members.service import Principal
+from payments.charges.attempts import next_check_delay, parse_gateway_time
 from payments.charges.models import Charge
-from payments.charges.service import next_check_delay, parse_gateway_time
 from payments.charges.states import ChargeStatus
 from payments.gateway.port import (
     GatewayDirectory,

@@ -27,7 +27,8 @@ from core.queue import TaskQueue
 from members.models import Organization
 from members.pii import MemberVault
 from members.service import Principal, visible_member
-from payments.charges.service import next_check_delay, save_card
+from payments.charges.attempts import next_check_delay
+from payments.charges.outcomes import save_card
 from payments.gateway.port import (
     GatewayDirectory,
     GatewayPaymentMethod,

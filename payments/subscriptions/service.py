@@ -31,8 +31,9 @@ from members.models import Member, Organization
 from members.service import Principal, visible_member
 from payments.charges import repository as charges_repository
 from payments.charges.arrears import Overdue, overdue
+from payments.charges.attempts import add_attempt, initial_payment_body
 from payments.charges.models import Charge, ChargeAttempt
-from payments.charges.service import ChargeService, add_attempt, initial_payment_body
+from payments.charges.service import ChargeService
 from payments.charges.states import MONTHLY_KINDS, AttemptStatus, ChargeKind, ChargeStatus
 from payments.gateway.port import GatewayDirectory
 from payments.standby.models import CardBinding
@@ -297,7 +298,7 @@ class SubscriptionService:
 
     def change_card(self, member_id: uuid.UUID, return_url: str) -> str | None:
         """A small first payment on the acquirer's page that saves a new card; the new card
-        replaces the old one only when that payment succeeds (see ChargeService._succeeded).
+        replaces the old one only when that payment succeeds (see `charges.outcomes`).
 
         The amount is the smallest card payment YooKassa accepts (1.00 RUB), not a month's
         dues: it never collides with the month's automatic charge or its retries, an abandoned

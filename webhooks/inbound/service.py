@@ -24,7 +24,8 @@ from core.db import transaction
 from core.queue import TaskQueue
 from core.text import storable_json
 from payments.charges import repository as charges_repository
-from payments.charges.service import META_ATTEMPT, ChargeService
+from payments.charges.scheduling import META_ATTEMPT
+from payments.charges.service import ChargeService
 from payments.refunds.service import META_REFUND, RefundService
 from payments.standby.enrollment import StandbyEnrollment
 from webhooks.inbound import repository
