@@ -157,6 +157,7 @@ def test_a_counterparty_is_required_exactly_for_debts_between_levels() -> None:
 
 # -- the guards under the statement-level design: raw SQL as the application's role ---------
 
+_EVERY_ORGANIZATION = "SELECT set_config('vznos.org_ids', '*', true)"
 _RAW_ENTRY = (
     "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind, occurred_at,"
     " recorded_at, booked_period, source_type, source_id, description)"
@@ -182,6 +183,7 @@ def test_the_database_refuses_an_unbalanced_entry_from_the_application_role(
     entry_id = uuid.uuid4()
     with pytest.raises(DBAPIError, match="does not balance"), container.engine.begin() as conn:
         conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_EVERY_ORGANIZATION))  # as background work runs
         conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-1"})
         conn.execute(
             text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 100, "b": second, "n": -99}
@@ -197,6 +199,7 @@ def test_the_database_accepts_a_balanced_entry_from_the_application_role(
     entry_id = uuid.uuid4()
     with container.engine.begin() as conn:
         conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_EVERY_ORGANIZATION))  # as background work runs
         conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-2"})
         conn.execute(
             text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 100, "b": second, "n": -100}
@@ -217,6 +220,7 @@ def test_the_database_refuses_postings_added_to_an_entry_by_a_later_transaction(
         container.engine.begin() as conn,
     ):
         conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_EVERY_ORGANIZATION))  # as background work runs
         conn.execute(
             text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 500, "b": second, "n": -500}
         )
@@ -230,6 +234,7 @@ def test_the_database_refuses_an_entry_claiming_another_transaction(
         container.engine.begin() as conn,
     ):
         conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_EVERY_ORGANIZATION))  # as background work runs
         conn.execute(
             text(
                 "INSERT INTO ledger_entries (id, idempotency_key, body_hash, kind, occurred_at,"
@@ -247,6 +252,7 @@ def test_the_database_refuses_an_entry_without_postings_at_commit(container: Con
         container.engine.begin() as conn,
     ):
         conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_EVERY_ORGANIZATION))  # as background work runs
         conn.execute(text(_RAW_ENTRY), {"id": uuid.uuid4(), "key": "raw-4"})
 
 
@@ -307,4 +313,24 @@ def test_the_database_refuses_to_change_or_remove_an_account(
         connection.execute(text(statement))
     with pytest.raises(DBAPIError, match="permission denied"), container.engine.begin() as conn:
         conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text(_EVERY_ORGANIZATION))  # as background work runs
         conn.execute(text(statement))
+
+
+def test_the_guards_see_entries_a_scoped_caller_cannot(container: Container) -> None:
+    """A treasurer's row-level security hides other organisations' entries from them; the
+    balance check must still find the entry it is checking (it runs as the table owner)."""
+    first, second = _accounts(container)
+    entry_id = uuid.uuid4()
+    with container.engine.begin() as conn:
+        conn.execute(text("SET LOCAL ROLE vznos_app"))
+        conn.execute(text("SELECT set_config('vznos.org_ids', :org, true)"), {"org": str(ORG)})
+        conn.execute(text(_RAW_ENTRY), {"id": entry_id, "key": "raw-8"})  # no organisation
+        conn.execute(text(_RAW_POSTINGS), {"e": entry_id, "a": first, "m": 9, "b": second, "n": -9})
+    with container.engine.connect() as connection:
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM ledger_postings WHERE entry_id = :e"), {"e": entry_id}
+            ).scalar()
+            == 2
+        )
