@@ -17,12 +17,15 @@ from pydantic import (
 )
 
 from core.money import MoneyIn, MoneyOut
+from core.periods import PERIOD_PATTERN
 from core.text import storable_optional
 from payments.subscriptions.schemas import Consent
 
 PeriodText = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+    # The one period rule (ASCII digits, no year before 1000): `\d{4}` let "0820-12" through
+    # to a 500 further in.
+    StringConstraints(pattern=PERIOD_PATTERN),
     Field(description="The dues month, YYYY-MM", examples=["2026-11"]),
 ]
 

@@ -426,6 +426,18 @@ def test_the_late_payroll_rule_is_set_per_organization(
             422,
             "period",
         ),
+        (  # schemathesis at 200 examples: a year before 1000 was a 500
+            f"/v1/members/{MEMBER}/payroll-shortfalls",
+            {"period": "0820-12", "amount": {"value": "9.00", "currency": "RUB"}},
+            422,
+            "period",
+        ),
+        (  # non-ASCII digits (\d would take them)
+            f"/v1/members/{MEMBER}/payroll-shortfalls",
+            {"period": "２０２６-11", "amount": {"value": "9.00", "currency": "RUB"}},
+            422,
+            "period",
+        ),
         (
             f"/v1/members/{MEMBER}/payroll-shortfalls",
             {"period": "2027-01", "amount": {"value": "10.00", "currency": "RUB"}},
