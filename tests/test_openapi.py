@@ -78,6 +78,17 @@ def test_the_problem_schema_lists_every_type_the_code_can_answer_with() -> None:
     assert {"type", "title", "status"} <= set(problem["required"])
 
 
+def test_a_problem_type_always_comes_with_the_same_status() -> None:
+    """A CRM branches on `type`: one type answered with two statuses is two errors under one
+    name (refunds once said 409 for a reused Idempotency-Key where the rest said 422)."""
+    generated_openapi()  # imports every module that defines errors
+    statuses: dict[str, set[int]] = {}
+    classes: list[type[DomainError]] = [DomainError, *subclasses(DomainError)]
+    for cls in classes:
+        statuses.setdefault(cls.type_slug, set()).add(cls.status)
+    assert {slug: s for slug, s in statuses.items() if len(s) > 1} == {}
+
+
 def test_every_operation_is_described_and_every_body_has_an_example() -> None:
     spec = generated_openapi()
     schemas = spec["components"]["schemas"]

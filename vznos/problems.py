@@ -27,7 +27,8 @@ def subclasses(cls: type[DomainError]) -> Iterator[type[DomainError]]:
 
 def problem_catalog() -> list[tuple[str, int, str]]:
     """(type, status, title) of every problem the API can answer with, by status (the app's
-    modules must be imported: they define the errors). A type may come with two statuses."""
+    modules must be imported: they define the errors). A type comes with one status
+    (tests/test_openapi.py holds it)."""
     found: dict[tuple[str, int], str] = {}
     classes: list[type[DomainError]] = [DomainError, *subclasses(DomainError)]
     for cls in classes:

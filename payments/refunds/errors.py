@@ -23,6 +23,8 @@ class RefundExceedsPayment(InvalidInput):
     title = "The refund is more than what is left of the payment"
 
 
-class RefundKeyReused(Conflict):
+class RefundKeyReused(InvalidInput):
+    # The same type and status (422) as the HTTP idempotency layer's `IdempotencyKeyReused`:
+    # this is the same mistake, caught by the refund row once the stored answer is gone.
     type_slug = "idempotency-key-reused"
     title = "The Idempotency-Key was used for a different refund"

@@ -16,6 +16,7 @@ from core.clock import ManualClock
 from core.outbox import Event
 from payments.charges.models import Charge
 from payments.gateway.emulator import EmulatorServer, Fault
+from payments.refunds.errors import RefundKeyReused
 from payments.refunds.models import Refund
 from payments.refunds.states import RefundStatus
 from tests.conftest import SHOP_ID, Subscribe, Workers, saved_card_token
@@ -316,6 +317,20 @@ def test_the_same_idempotency_key_returns_the_same_refund(
     reused = client.post(f"/v1/payments/{paid}/refunds", json=other, headers=headers)
     assert reused.status_code == 422
     assert reused.json()["field"] == "Idempotency-Key"
+    assert len(emulator.state.refunds()) == 1
+
+    # Past the HTTP layer's stored answer (e.g. after its retention), the refund row itself
+    # refuses the key with the same type and status, and nothing is sent to the gateway.
+    with pytest.raises(RefundKeyReused) as refused:
+        container.refunds.refund_charge(
+            uuid.UUID(paid),
+            amount_kopecks=2_000,
+            reason="r",
+            requested_by="crm",
+            client_key="crm-refund-0001-of-payment",
+        )
+    assert refused.value.status == 422
+    assert refused.value.type_slug == "idempotency-key-reused"
     assert len(emulator.state.refunds()) == 1
 
 
