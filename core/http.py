@@ -62,6 +62,18 @@ def _integral(value: Any) -> int | None:
 INTEGRAL = BeforeValidator(_integral)
 
 
+def _number(value: Any) -> Any:
+    # JSON Schema's "number" is neither a boolean nor a string (pydantic would read `false` as
+    # 0.0 and "2" as 2.0).
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    raise ValueError("Input should be a valid number")
+
+
+# A number (not only integers) in a request body: `Annotated[float, Field(...), NUMBER]`.
+NUMBER = BeforeValidator(_number)
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": "Problem", **PROBLEM_SCHEMA} for status in statuses}
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from core.http import NUMBER
 from core.instants import Instant
 from members.schemas import Code
 from members.scopes import Scope
@@ -53,6 +54,7 @@ class ApiKeyRotate(BaseModel):
             le=720,
             description="How long the old key keeps working (default: the server's setting).",
         ),
+        NUMBER,
     ] = None
     expires_at: Annotated[Instant | None, Field(description="The new key's expiry")] = None
 

@@ -150,6 +150,15 @@ def test_rotation_keeps_both_keys_valid_for_the_grace_period(
         json={"name": "CRM", "scopes": ["payments:read", "members:write"]},
         headers=bearer(admin),
     ).json()
+    # A boolean is not a number of hours (schemathesis found `false` read as 0): 422, no rotation.
+    for wrong in (False, True, "2"):
+        refused = http.post(
+            f"/v1/api-keys/{old['id']}/rotate", json={"grace_hours": wrong}, headers=bearer(admin)
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "grace_hours"
+    listed = http.get(f"/v1/api-keys/{old['id']}", headers=bearer(admin)).json()
+    assert listed["replaced_by_id"] is None
     rotated = http.post(
         f"/v1/api-keys/{old['id']}/rotate", json={"grace_hours": 2}, headers=bearer(admin)
     )
