@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import exists, func, select
@@ -394,10 +395,7 @@ class ShortfallService:
             organization_id=shortfall.organization_id,
             occurred_at=now,
             payload={
-                "shortfall_id": str(shortfall.id),
-                "member_id": str(shortfall.member_id),
-                "member_external_id": member.external_id,
-                "period": format_period(shortfall.period_month),
+                **_shortfall_fields(shortfall, member),
                 "charge_id": str(charge.id),
                 "credit": MoneyOut.of(credit, shortfall.currency).model_dump(),
                 "rule": str(rule),
@@ -499,10 +497,7 @@ class ShortfallService:
             organization_id=shortfall.organization_id,
             occurred_at=now,
             payload={
-                "shortfall_id": str(shortfall.id),
-                "member_id": str(shortfall.member_id),
-                "member_external_id": member.external_id,
-                "period": format_period(shortfall.period_month),
+                **_shortfall_fields(shortfall, member),
                 "amount": MoneyOut.of(shortfall.amount_kopecks, shortfall.currency).model_dump(),
                 "reason": str(reason),
             },
@@ -590,3 +585,13 @@ def _rule_for(session: Session, organization_id: uuid.UUID) -> LatePayrollRule:
         if policy is not None:
             return LatePayrollRule(policy.late_payroll_rule)
     return DEFAULT_LATE_PAYROLL_RULE
+
+
+def _shortfall_fields(shortfall: PayrollShortfall, member: Member) -> dict[str, Any]:
+    """What every shortfall event's payload starts with: which shortfall, whose, which month."""
+    return {
+        "shortfall_id": str(shortfall.id),
+        "member_id": str(shortfall.member_id),
+        "member_external_id": member.external_id,
+        "period": format_period(shortfall.period_month),
+    }
