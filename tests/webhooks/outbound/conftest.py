@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +15,14 @@ import standardwebhooks.webhooks as standard
 from sqlalchemy import select
 
 from core.clock import ManualClock
+from core.db import transaction
 from core.ssrf import UrlGuard
 from members.schemas import OrganizationCreate
 from members.service import Principal
+from payments.charges.models import Charge
+from payments.charges.service import ChargeService
+from payments.charges.states import ChargeKind, ChargeStatus
+from payments.subscriptions.models import Subscription
 from vznos.container import Container
 from webhooks.outbound.delivery import TASK_DELIVER, OutboundDeliveries
 from webhooks.outbound.models import WebhookEndpoint
@@ -177,3 +182,26 @@ def endpoint_row(container: Container, endpoint_id: uuid.UUID) -> WebhookEndpoin
         row = session.get(WebhookEndpoint, endpoint_id)
         assert row is not None
         return row
+
+
+def decline_a_later_month(container: Container, subscription_id: uuid.UUID, now: datetime) -> None:
+    """January 2027's charge of this subscription is declined (insufficient funds): one
+    transaction fails it and records its events, as the engine does."""
+    with transaction(container.sessions) as session:
+        subscription = session.get(Subscription, subscription_id)
+        assert subscription is not None
+        charge = Charge(
+            id=subscription_id,
+            subscription_id=subscription_id,
+            member_id=subscription.member_id,
+            organization_id=subscription.organization_id,
+            period_month=date(2027, 1, 1),
+            kind=ChargeKind.RECURRING,
+            status=ChargeStatus.PENDING,
+            amount_kopecks=35000,
+            currency="RUB",
+            created_at=now,
+        )
+        session.add(charge)
+        session.flush()
+        ChargeService.fail_charge(charge, subscription, "insufficient_funds", now)

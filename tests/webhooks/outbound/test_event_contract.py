@@ -10,16 +10,12 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from core.db import transaction
 from core.money import MoneyIn
 from core.outbox import Event, EventType
 from members.service import Principal
-from payments.charges.models import Charge
-from payments.charges.service import ChargeService
-from payments.charges.states import ChargeKind, ChargeStatus
-from payments.subscriptions.models import Subscription
 from payments.subscriptions.schemas import SubscriptionChange
 from tests.conftest import Subscribe
+from tests.webhooks.outbound.conftest import decline_a_later_month
 from vznos.container import Container
 from vznos.contract import generated_openapi
 from webhooks.outbound.events import ENVELOPES, example
@@ -69,24 +65,7 @@ def test_what_is_sent_matches_the_documented_schemas(
 ) -> None:
     subscription_id = subscribe("m-9")
     now = container.clock.now()
-    with transaction(container.sessions) as session:
-        subscription = session.get(Subscription, subscription_id)
-        assert subscription is not None
-        charge = Charge(
-            id=subscription_id,
-            subscription_id=subscription_id,
-            member_id=subscription.member_id,
-            organization_id=subscription.organization_id,
-            period_month=date(2027, 1, 1),
-            kind=ChargeKind.RECURRING,
-            status=ChargeStatus.PENDING,
-            amount_kopecks=35000,
-            currency="RUB",
-            created_at=now,
-        )
-        session.add(charge)
-        session.flush()
-        ChargeService.fail_charge(charge, subscription, "insufficient_funds", now)
+    decline_a_later_month(container, subscription_id, now)
     container.subscriptions.pause(principal, subscription_id, date(2027, 3, 1))
     container.subscriptions.resume(principal, subscription_id)
     container.subscriptions.change_amount(

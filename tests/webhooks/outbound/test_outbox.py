@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Any
 
 import pytest
@@ -12,11 +11,8 @@ from sqlalchemy import select
 from core.db import transaction
 from core.outbox import Event, EventType, emit
 from members.service import Principal
-from payments.charges.models import Charge
-from payments.charges.service import ChargeService
-from payments.charges.states import ChargeKind, ChargeStatus
-from payments.subscriptions.models import Subscription
 from tests.conftest import Subscribe
+from tests.webhooks.outbound.conftest import decline_a_later_month
 from vznos.container import Container
 from webhooks.outbound.catalog import EMITTED, PAYLOADS
 
@@ -46,24 +42,7 @@ def test_subscribing_paying_declining_and_canceling_emit_thin_events(
     subscription_id = subscribe("m-7")
     now = container.clock.now()
     # A later month's charge is declined: the same transaction fails it and records events.
-    with transaction(container.sessions) as session:
-        subscription = session.get(Subscription, subscription_id)
-        assert subscription is not None
-        charge = Charge(
-            id=subscription_id,
-            subscription_id=subscription_id,
-            member_id=subscription.member_id,
-            organization_id=subscription.organization_id,
-            period_month=date(2027, 1, 1),
-            kind=ChargeKind.RECURRING,
-            status=ChargeStatus.PENDING,
-            amount_kopecks=35000,
-            currency="RUB",
-            created_at=now,
-        )
-        session.add(charge)
-        session.flush()
-        ChargeService.fail_charge(charge, subscription, "insufficient_funds", now)
+    decline_a_later_month(container, subscription_id, now)
     container.subscriptions.cancel(principal, subscription_id)
 
     everything = _events(container)
